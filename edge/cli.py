@@ -1,0 +1,17 @@
+"""`edge`: the line-PC daemon and its tools."""
+
+from edge.clirunner import run_main
+
+COMMANDS = {
+    "run": ("edge.commands.run", "run the daemon (logs to stdout for journald)"),
+    "check": ("edge.commands.check", "check config, model, camera and broker; exit 0 if all pass"),
+    "replay": ("edge.commands.replay", "process a folder of images once and wait for every ack"),
+}
+
+
+def main(argv=None) -> int:
+    return run_main("edge", __doc__, COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

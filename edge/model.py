@@ -1,0 +1,99 @@
+"""Load a deployable model: the runtime plus the classes and thresholds it was validated with.
+
+- `X.onnx` (backend onnxruntime): the card comes from `X.onnx.json` (a build-engine manifest) if
+  present, else from `modelcard.json` in the same folder (what `convert export-onnx` leaves).
+- an engine `X` (backend tensorrt): `X.json` (the manifest) is required and checked against this
+  machine by `edge.manifest` (TensorRT version, GPU, ONNX hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import ModelError
+from edge.modelcard import MODELCARD_FILE, ModelCard
+from edge.runtime import Runtime, load_runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    runtime: Runtime
+    card: ModelCard
+    path: Path
+    sha256: str
+    manifest: dict | None
+
+    @property
+    def thresholds(self) -> list[float]:
+        return list(self.card.thresholds)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.name + ".json")
+
+
+def read_manifest(path: Path) -> dict | None:
+    mpath = manifest_path(path)
+    if not mpath.exists():
+        return None
+    try:
+        return json.loads(mpath.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{mpath}: cannot read the engine manifest: {exc}") from None
+
+
+def load_card(path: Path, manifest: dict | None) -> ModelCard:
+    if manifest is not None:
+        if "card" not in manifest:
+            raise ModelError(f"{manifest_path(path)}: manifest has no 'card' section")
+        return ModelCard.from_dict(manifest["card"], source=f"{manifest_path(path)}: card")
+    card_path = path.with_name(MODELCARD_FILE)
+    if not card_path.exists():
+        raise ModelError(
+            f"{path}: no manifest {manifest_path(path).name} and no {MODELCARD_FILE} beside it"
+        )
+    return ModelCard.load(card_path)
+
+
+def load_model(path: Path, backend: str, **runtime_options) -> LoadedModel:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    manifest = read_manifest(path)
+    if backend == "tensorrt":
+        if manifest is None:
+            raise ModelError(
+                f"{path}: engine has no manifest {manifest_path(path).name}; "
+                "rebuild with convert build-engine"
+            )
+        from edge.manifest import check_manifest  # noqa: PLC0415 (TensorRT machines only)
+
+        check_manifest(manifest, path)
+    card = load_card(path, manifest)
+    runtime = load_runtime(backend, path, **runtime_options)
+    if runtime.num_outputs != len(card.classes):
+        runtime.close()
+        raise ModelError(
+            f"{path}: model has {runtime.num_outputs} outputs but its card names "
+            f"{len(card.classes)} classes"
+        )
+    return LoadedModel(
+        runtime=runtime, card=card, path=path, sha256=file_sha256(path), manifest=manifest
+    )

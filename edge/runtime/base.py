@@ -1,0 +1,111 @@
+"""The one runtime interface every backend implements, and the plugin registry.
+
+A runtime takes a batch of raw uint8 tiles [n, H, W, C] and returns FP32 probabilities [n, K].
+The same code path is used by the conversion gate and by the daemon, so an engine is judged by
+exactly the code the line runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+# backend name -> "module:Class"; modules are imported only when their backend is asked for, so a
+# CPU line PC never needs pycuda/tensorrt installed.
+_BACKENDS = {
+    "onnxruntime": "edge.runtime.onnxruntime:OnnxRuntime",
+    "tensorrt": "edge.runtime.tensorrt:TensorRTRuntime",
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    height: int
+    width: int
+    channels: int
+    max_batch: int
+    dtype: str = "uint8"
+
+    @property
+    def tile_shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+
+class Runtime(ABC):
+    """A loaded model. Use as a context manager or call `close()`: GPU memory is freed there."""
+
+    backend: str = ""
+
+    @property
+    @abstractmethod
+    def input_spec(self) -> InputSpec: ...
+
+    @property
+    @abstractmethod
+    def num_outputs(self) -> int: ...
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 [n, H, W, C] with 1 <= n <= max_batch -> float32 probabilities [n, K]."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def infer_all(self, tiles: np.ndarray) -> np.ndarray:
+        """Run any number of tiles in chunks of at most max_batch."""
+        step = self.input_spec.max_batch
+        outputs = [self.infer(tiles[i : i + step]) for i in range(0, len(tiles), step)]
+        if not outputs:
+            return np.zeros((0, self.num_outputs), dtype=np.float32)
+        return np.concatenate(outputs)
+
+    def check_batch(self, batch: np.ndarray) -> np.ndarray:
+        spec = self.input_spec
+        if batch.ndim == 3 and spec.channels == 1:
+            batch = batch[..., None]
+        expected = (spec.height, spec.width, spec.channels)
+        if batch.ndim != 4 or batch.shape[1:] != expected:
+            raise ModelError(
+                f"batch of shape {batch.shape} does not match the model input {expected}"
+            )
+        if not 1 <= len(batch) <= spec.max_batch:
+            raise ModelError(f"batch of {len(batch)} tiles; this model takes 1..{spec.max_batch}")
+        if batch.dtype != np.uint8:
+            raise ModelError(f"batch dtype {batch.dtype}; the model takes uint8 pixels")
+        return batch
+
+    def warm_up(self) -> None:
+        spec = self.input_spec
+        self.infer(np.zeros((spec.max_batch, *spec.tile_shape), dtype=np.uint8))
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def available_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def load_runtime(backend: str, path: Path, **options) -> Runtime:
+    """Load `path` with the named backend; options are backend-specific (max_batch, threads...)."""
+    if backend not in _BACKENDS:
+        raise ModelError(
+            f"unknown backend {backend!r}; choose one of {', '.join(available_backends())}"
+        )
+    module_name, class_name = _BACKENDS[backend].split(":")
+    runtime_cls = getattr(importlib.import_module(module_name), class_name)
+    log.info("loading %s with backend %s", path, backend)
+    return runtime_cls(Path(path), **options)

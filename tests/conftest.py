@@ -1,0 +1,8 @@
+"""Fixtures live in tests/fixtures/, one module per real part (data, model, broker, camera)."""
+
+pytest_plugins = [
+    "tests.fixtures.data",
+    "tests.fixtures.model",
+    "tests.fixtures.broker",
+    "tests.fixtures.camera",
+]
