@@ -1,4 +1,6 @@
-"""steel-inspect edge: the line-PC daemon and the code every stage shares (tiling, model card, runtimes).
+"""steel-inspect edge: the line-PC daemon and the code every stage shares.
+
+Shared: tiling, the model card, inference runtimes, errors and CLI plumbing.
 
 This package is the bottom layer: it never imports TensorFlow, `train` or `convert`.
 """

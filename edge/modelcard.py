@@ -1,7 +1,7 @@
 """The model card: what every stage after training needs to know about a model.
 
-`train fit` writes RUN_DIR/modelcard.json; `convert` reads it (thresholds, the Keras test F1 the gate
-compares with) and embeds it in an engine's manifest; the daemon reads classes and thresholds from it.
+`train fit` writes RUN_DIR/modelcard.json; `convert` reads it (thresholds, the Keras test F1 the
+gate compares with) and embeds it in an engine's manifest; the daemon reads classes and thresholds.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class _Strict(BaseModel):
 
 
 class ClassInfo(_Strict):
-    id: int = Field(ge=1, description="project class id (1-based), as in train.csv after the class map")
+    id: int = Field(ge=1, description="project class id (1-based), train.csv after the class map")
     name: str = Field(min_length=1, description="human-readable class name, e.g. 'scratches'")
 
 
