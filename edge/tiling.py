@@ -20,7 +20,7 @@ class TilingError(SteelInspectError):
 
 @dataclass(frozen=True)
 class Tiles:
-    """Tiles of one frame: `views[i]` is frame[y:y+h, x:x+w] (no copy); `boxes[i]` = (x, y, w, h)."""
+    """Tiles of one frame: `views[i]` = frame[y:y+h, x:x+w] (a view), `boxes[i]` = (x, y, w, h)."""
 
     views: list[np.ndarray]
     boxes: np.ndarray  # int32 [n, 4]: x, y, w, h
