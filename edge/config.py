@@ -1,0 +1,351 @@
+"""The daemon's configuration file (/etc/steel-inspect/edge.toml), validated with pydantic.
+
+Every section forbids unknown keys and every field carries a description (docs/edge.md is written
+from them). Relative paths are resolved against the folder of the configuration file. Errors are
+raised as one-line `ConfigError`s naming the file and the key, e.g.
+`edge.toml: mqtt.port: Input should be less than or equal to 65535 (got 70000)`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from edge.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/steel-inspect/edge.toml")
+
+
+def _resolve_path(path: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    path = path.expanduser()
+    return path if path.is_absolute() or base is None else Path(base) / path
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, (str, Path)) else value
+
+
+def _check_topic_level(value: str) -> str:
+    if any(ch in value for ch in "/+#\0") or not value.strip():
+        raise ValueError("must be a non-empty MQTT topic level without '/', '+', '#'")
+    return value
+
+
+def _check_topic_prefix(value: str) -> str:
+    if any(ch in value for ch in "+#\0") or not value.strip("/"):
+        raise ValueError("must be a non-empty MQTT topic without '+' or '#'")
+    return value.strip("/")
+
+
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+TopicLevel = Annotated[str, AfterValidator(_check_topic_level)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Backoff(Section):
+    initial: float = Field(1.0, gt=0, description="first retry delay in seconds")
+    max: float = Field(30.0, gt=0, description="longest retry delay in seconds (doubling up to it)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Backoff:
+        if self.max < self.initial:
+            raise ValueError(f"max ({self.max}) must be >= initial ({self.initial})")
+        return self
+
+
+class SiteConfig(Section):
+    line: TopicLevel = Field(description="production line id; a topic level, e.g. 'L1'")
+    camera: TopicLevel = Field(description="camera id on that line; a topic level, e.g. 'cam1'")
+
+
+class GenICamCameraConfig(Section):
+    type: Literal["genicam"] = Field(description="a GenICam camera through a GenTL producer")
+    cti: Annotated[list[ConfigPath], BeforeValidator(_as_list)] = Field(
+        default_factory=list,
+        description="GenTL producer .cti file(s); empty = the ones in $GENICAM_GENTL64_PATH",
+    )
+    serial: str | None = Field(None, description="select the device by serial number")
+    device_id: str | None = Field(None, description="select the device by its GenTL device id")
+    index: int | None = Field(
+        None, ge=0, description="select the device by enumeration index (default 0)"
+    )
+    pixel_format: str = Field("Mono8", description="GenICam PixelFormat; frames become uint8 gray")
+    width: int | None = Field(None, ge=1, description="sensor ROI width in px (None = as set)")
+    height: int | None = Field(None, ge=1, description="sensor ROI height in px (None = as set)")
+    offset_x: int | None = Field(None, ge=0, description="sensor ROI x offset in px")
+    offset_y: int | None = Field(None, ge=0, description="sensor ROI y offset in px")
+    exposure_time: float | None = Field(
+        None, gt=0, description="ExposureTime in microseconds (None = as set)"
+    )
+    gain: float | None = Field(None, ge=0, description="Gain in dB (None = as set)")
+    trigger_mode: Literal["off", "on"] = Field(
+        "off", description="TriggerMode: off = free run, on = one frame per trigger"
+    )
+    trigger_source: str = Field(
+        "Line0", description="TriggerSource when trigger_mode is on (e.g. Line0, Software)"
+    )
+    frame_rate: float | None = Field(
+        None, gt=0, description="AcquisitionFrameRate in frames/s for free run (None = as set)"
+    )
+    fetch_timeout: float = Field(
+        1.0, gt=0, description="seconds to wait for one buffer before checking the camera"
+    )
+    reconnect: Backoff = Field(
+        default_factory=Backoff, description="backoff between attempts to reopen a lost camera"
+    )
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> GenICamCameraConfig:
+        chosen = [k for k in ("serial", "device_id", "index") if getattr(self, k) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"choose the device by one of serial, device_id, index; got {chosen}")
+        return self
+
+
+class ReplayCameraConfig(Section):
+    type: Literal["replay"] = Field(description="a folder of images replayed as camera frames")
+    path: ConfigPath = Field(description="folder of images (.jpg .png .bmp .tif), sorted by name")
+    rate: float = Field(0, ge=0, description="frames per second; 0 = as fast as possible")
+    loop: bool = Field(False, description="start again at the first image after the last one")
+    width: int | None = Field(
+        None, ge=1, description="expected image width in px (None = that of the first image)"
+    )
+    height: int | None = Field(
+        None, ge=1, description="expected image height in px (None = that of the first image)"
+    )
+
+
+CameraConfig = Annotated[
+    GenICamCameraConfig | ReplayCameraConfig, Field(discriminator="type")
+]
+
+
+class ModelConfig(Section):
+    path: ConfigPath = Field(
+        description="model file: an .onnx (card from modelcard.json beside it) or an engine "
+        "with its manifest PATH.json"
+    )
+    backend: Literal["onnxruntime", "tensorrt"] = Field(
+        "onnxruntime", description="inference backend"
+    )
+    max_batch: int = Field(16, ge=1, description="most tiles per inference call")
+    threads: int = Field(0, ge=0, description="CPU threads for onnxruntime; 0 = its default")
+
+
+class RegionOfInterest(Section):
+    x: int = Field(0, ge=0, description="left edge in frame pixels")
+    y: int = Field(0, ge=0, description="top edge in frame pixels")
+    width: int = Field(ge=1, description="width in pixels (at least one tile)")
+    height: int = Field(ge=1, description="height in pixels (at least one tile)")
+
+
+class TilingConfig(Section):
+    stride: int | None = Field(
+        None, ge=1, description="tile step in px; default = the tile size (no overlap)"
+    )
+    overlap: int | None = Field(
+        None, ge=0, description="overlap of neighbouring tiles in px (instead of stride)"
+    )
+    roi: RegionOfInterest | None = Field(
+        None, description="only this part of the frame is tiled; default = the whole frame"
+    )
+
+    @model_validator(mode="after")
+    def _stride_or_overlap(self) -> TilingConfig:
+        if self.stride is not None and self.overlap is not None:
+            raise ValueError("set stride or overlap, not both")
+        return self
+
+    def stride_for(self, tile: int) -> int:
+        if self.stride is not None:
+            return self.stride
+        return tile - (self.overlap or 0)
+
+
+class EventsConfig(Section):
+    thresholds: dict[str, Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=dict,
+        description="per-class threshold overrides by class name, e.g. {scratches = 0.7}; "
+        "other classes use the model card's thresholds",
+    )
+    min_score: float = Field(
+        0.0, ge=0, lt=1, description="a tile is reported only if its score is at least this too"
+    )
+
+
+class MqttConfig(Section):
+    host: str = Field(description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="broker TCP port (8883 is usual for TLS)")
+    tls: bool = Field(False, description="use TLS (on automatically when ca_file is set)")
+    ca_file: ConfigPath | None = Field(
+        None, description="CA certificate(s) to verify the broker; default = system CAs"
+    )
+    cert_file: ConfigPath | None = Field(None, description="client certificate for mutual TLS")
+    key_file: ConfigPath | None = Field(None, description="private key of cert_file")
+    username: str | None = Field(None, description="user name for broker authentication")
+    password_file: ConfigPath | None = Field(
+        None, description="file whose first line is the password (never put it in this file)"
+    )
+    password_credential: str | None = Field(
+        None,
+        description="name of a systemd credential holding the password "
+        "(read from $CREDENTIALS_DIRECTORY/NAME; see LoadCredential=)",
+    )
+    client_id: str | None = Field(
+        None, description="MQTT client id; default steel-inspect-LINE-CAMERA"
+    )
+    topic_prefix: str = Field(
+        "steel-inspect", description="first topic levels: PREFIX/LINE/CAMERA/..."
+    )
+    qos: Literal[1, 2] = Field(1, description="QoS of defect events (1 = at least once)")
+    keepalive: int = Field(30, ge=5, le=65535, description="MQTT keepalive in seconds")
+    stats_interval: float = Field(10.0, gt=0, description="seconds between stats messages")
+    reconnect: Backoff = Field(
+        default_factory=lambda: Backoff(initial=1.0, max=30.0),
+        description="backoff between broker connection attempts",
+    )
+    max_inflight: int = Field(
+        20, ge=1, le=1000, description="events sent but not yet acknowledged, at most"
+    )
+    flush_timeout: float = Field(
+        10.0, ge=0, description="seconds to keep sending the outbox after SIGTERM"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttConfig:
+        _check_topic_prefix(self.topic_prefix)
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set both cert_file and key_file, or neither")
+        if self.password_file is not None and self.password_credential is not None:
+            raise ValueError("set password_file or password_credential, not both")
+        if (self.password_file or self.password_credential) and not self.username:
+            raise ValueError("a password needs a username")
+        return self
+
+    @property
+    def use_tls(self) -> bool:
+        return self.tls or self.ca_file is not None or self.cert_file is not None
+
+    def password_source(self) -> Path | None:
+        """Where the password is read from (the file, or the systemd credential), if any."""
+        if self.password_file is not None:
+            return self.password_file
+        if self.password_credential is not None:
+            directory = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not directory:
+                raise ConfigError(
+                    "mqtt.password_credential: $CREDENTIALS_DIRECTORY is not set "
+                    "(run under systemd with LoadCredential=)"
+                )
+            return Path(directory) / self.password_credential
+        return None
+
+    def read_password(self) -> str | None:
+        path = self.password_source()
+        if path is None:
+            return None
+        key = "password_file" if self.password_file is not None else "password_credential"
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"mqtt.{key}: cannot read {path}: {exc.strerror}") from None
+        return lines[0] if lines else ""
+
+
+class OutboxConfig(Section):
+    path: ConfigPath = Field(description="SQLite file holding events until the broker acks them")
+    max_mb: float = Field(
+        256.0, gt=0, description="payload megabytes kept at most; the oldest are dropped beyond"
+    )
+
+
+class PipelineConfig(Section):
+    frame_queue: int = Field(
+        4, ge=1, description="frames waiting for inference at most; the oldest are dropped"
+    )
+    event_queue: int = Field(
+        10000, ge=1, description="events waiting to be written to the outbox at most"
+    )
+
+
+class LoggingConfig(Section):
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+    ] = Field("INFO", description="log level: DEBUG, INFO, WARNING or ERROR")
+
+
+class EdgeConfig(Section):
+    site: SiteConfig = Field(description="where this daemon sits: line and camera ids")
+    camera: CameraConfig = Field(description="the frame source: genicam or replay")
+    model: ModelConfig = Field(description="the model and how to run it")
+    tiling: TilingConfig = Field(default_factory=TilingConfig, description="frame -> tiles")
+    events: EventsConfig = Field(default_factory=EventsConfig, description="tiles -> defects")
+    mqtt: MqttConfig = Field(description="the MQTT broker the events go to")
+    outbox: OutboxConfig = Field(description="store-and-forward queue on disk")
+    pipeline: PipelineConfig = Field(
+        default_factory=PipelineConfig, description="queue sizes between the threads"
+    )
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="logging")
+
+
+def load_config(path: Path | str) -> EdgeConfig:
+    """Read and validate a configuration file; raises ConfigError with a one-line message."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_config(raw, source=str(path), base_dir=path.resolve().parent)
+
+
+def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None) -> EdgeConfig:
+    try:
+        return EdgeConfig.model_validate(raw, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_error(exc.errors()[0])}") from None
+
+
+def describe_error(error: dict) -> str:
+    """One pydantic error as `key.path: message (got VALUE)`."""
+    loc = list(error["loc"])
+    if len(loc) >= 2 and loc[0] == "camera" and loc[1] in ("genicam", "replay"):
+        del loc[1]  # the union tag pydantic adds to the location
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    kind, message = error["type"], error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key"
+    if kind == "missing":
+        return f"{where}: required key is missing"
+    if kind == "union_tag_not_found":
+        return f"{where}.type: required key is missing (genicam or replay)"
+    if kind == "union_tag_invalid":
+        tag = error.get("ctx", {}).get("tag")
+        return f"{where}.type: must be genicam or replay (got {tag!r})"
+    value = error.get("input")
+    if isinstance(value, (dict, list)):
+        return f"{where}: {message}"
+    return f"{where}: {message} (got {value!r})"
