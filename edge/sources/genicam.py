@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 POLL_S = 0.05
 # How long the GenTL event wait inside harvesters' fetch blocks per call (ms); a new buffer ends it.
 EVENT_WAIT_MS = 20
-# Buffers announced to the producer: absorbs a slow consumer for a few frames before it drops.
-NUM_BUFFERS = 8
+# Buffers announced to the producer: frames queue here while the grabber thread is descheduled;
+# 16 ride out an 80 ms stall at 200 fps (8 dropped frames in a 75 ms stall on a loaded 2-core PC).
+NUM_BUFFERS = 16
 GENTL_PATH_VARIABLE = "GENICAM_GENTL64_PATH"
 # No frame for this long: read a node uncached to see whether the camera still answers.
 PROBE_AFTER_S = 5.0
