@@ -1,11 +1,76 @@
-"""Placeholder: this command is being written."""
+"""`edge run --config FILE`: the daemon. Logs go to stdout (journald adds the timestamps).
 
-from edge.errors import SteelInspectError
+SIGTERM or SIGINT stop it in order (see edge.daemon); it exits 0 after a clean stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from edge.config import DEFAULT_CONFIG_PATH
+
+log = logging.getLogger(__name__)
+
+_TICK_S = 0.5
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument(
+        "--config", default=str(DEFAULT_CONFIG_PATH), metavar="FILE",
+        help=f"configuration file (default {DEFAULT_CONFIG_PATH})",
+    )
 
 
 def run(args) -> int:
-    raise SteelInspectError("not implemented yet")
+    from edge.config import load_config  # noqa: PLC0415
+    from edge.daemon import Daemon  # noqa: PLC0415
+
+    config = load_config(args.config)
+    log_to_stdout("DEBUG" if args.verbose else config.logging.level)
+    stop = install_stop_handlers()
+    daemon = Daemon(config)
+    run_daemon(daemon, stop)
+    return 0
+
+
+def run_daemon(daemon, stop: threading.Event, until=None, tick: float = _TICK_S) -> None:
+    """Start, tick until `stop` is set (or `until()` is true), shut down; also on errors."""
+    try:
+        daemon.start()
+        while not stop.wait(tick):
+            daemon.tick()
+            if until is not None and until():
+                break
+    finally:
+        daemon.shutdown()
+
+
+def install_stop_handlers() -> threading.Event:
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def log_to_stdout(level: str) -> None:
+    # under systemd ($JOURNAL_STREAM set) journald adds timestamps; elsewhere add our own
+    fmt = "%(levelname)s %(threadName)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("paho").setLevel(logging.WARNING)

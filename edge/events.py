@@ -1,0 +1,77 @@
+"""From tile probabilities to defects, and from defects to a defect event (schema v1).
+
+A tile shows class c when its probability reaches the class threshold (the model card's, or the
+`[events]` override) and `events.min_score`. One event is built per frame with at least one
+defect; `seq` is added by the outbox when the event is stored (it owns the persistent counter).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+
+from edge.config import EventsConfig, SiteConfig
+from edge.errors import ConfigError
+from edge.modelcard import ModelCard
+from edge.sources.base import Frame
+from edge.stats import utc_iso
+
+DEFECT_EVENT_SCHEMA = "steel-inspect/defect-event/v1"
+
+
+class DefectRule:
+    """Per-class thresholds applied to a frame's tile probabilities."""
+
+    def __init__(self, card: ModelCard, config: EventsConfig) -> None:
+        names = card.class_names
+        unknown = sorted(set(config.thresholds) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"events.thresholds.{unknown[0]}: unknown class; the model's classes are "
+                + ", ".join(names)
+            )
+        thresholds = [
+            config.thresholds.get(name, default)
+            for name, default in zip(names, card.thresholds, strict=True)
+        ]
+        self.class_ids = [c.id for c in card.classes]
+        self.class_names = names
+        self.thresholds = np.asarray(thresholds, dtype=np.float32)
+        self._cut = np.maximum(self.thresholds, np.float32(config.min_score))
+
+    def defects(self, probabilities: np.ndarray, boxes: np.ndarray) -> list[dict]:
+        """Defects of one frame: probabilities [n, C], boxes [n, 4] (x, y, w, h in frame pixels)."""
+        tiles, classes = np.nonzero(probabilities >= self._cut[None, :])
+        return [
+            {
+                "class_id": self.class_ids[c],
+                "class_name": self.class_names[c],
+                "score": round(float(probabilities[t, c]), 6),
+                "threshold": round(float(self.thresholds[c]), 6),
+                "box": [int(v) for v in boxes[t]],
+            }
+            for t, c in zip(tiles.tolist(), classes.tolist(), strict=True)
+        ]
+
+
+class EventBuilder:
+    def __init__(self, site: SiteConfig, model: dict[str, str]) -> None:
+        self._site = site
+        self._model = dict(model)
+
+    def build(self, frame: Frame, defects: list[dict]) -> dict:
+        return {
+            "schema": DEFECT_EVENT_SCHEMA,
+            "event_id": uuid.uuid4().hex,
+            "ts": utc_iso(frame.timestamp),
+            "line": self._site.line,
+            "camera": self._site.camera,
+            "frame_id": frame.frame_id,
+            "model": dict(self._model),
+            "defects": defects,
+        }
+
+
+def model_info(card: ModelCard, sha256: str) -> dict[str, str]:
+    return {"name": card.name, "version": card.version, "sha256": sha256}

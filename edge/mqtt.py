@@ -1,0 +1,233 @@
+"""The daemon's one MQTT connection (paho-mqtt 2.x, threaded network loop).
+
+Topics under `{prefix}/{line}/{camera}/`: `status` (retained: `online` on every connect, `offline`
+as last will, `stopped` on a clean exit), `defects` (QoS 1 events from the outbox) and `stats`.
+
+Events may only be handed over once `ready` is set: that is when the broker acknowledged this
+connection's birth message. paho re-sends the events still unacknowledged from the previous
+connection right after the CONNACK, i.e. before the birth's PUBACK arrives, so waiting for it
+keeps the events in order. Acknowledged event message ids are collected for the publisher
+(`take_acks`); publish() may return after its PUBACK was already handled, which the publisher
+tolerates because it registers ids and consumes acks in the same thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from edge.config import MqttConfig, SiteConfig
+from edge.errors import ConfigError
+from edge.stats import utc_iso
+
+log = logging.getLogger(__name__)
+
+STATUS_SCHEMA = "steel-inspect/status/v1"
+_STATUS_HEADROOM = 8  # in-flight slots kept for status messages beside the event window
+
+
+@dataclass(frozen=True)
+class Topics:
+    status: str
+    defects: str
+    stats: str
+
+    @classmethod
+    def of(cls, prefix: str, site: SiteConfig) -> Topics:
+        base = f"{prefix}/{site.line}/{site.camera}"
+        return cls(status=f"{base}/status", defects=f"{base}/defects", stats=f"{base}/stats")
+
+
+def status_payload(state: str, site: SiteConfig, extra: dict | None = None) -> bytes:
+    body = {"schema": STATUS_SCHEMA, "state": state, "line": site.line, "camera": site.camera}
+    if state != "offline":  # the will is fixed at connect time, so a timestamp would be stale
+        body["ts"] = utc_iso(time.time())
+    body.update(extra or {})
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def default_client_id(site: SiteConfig) -> str:
+    return f"steel-inspect-{site.line}-{site.camera}"
+
+
+def configure_client(client: paho.Client, config: MqttConfig) -> None:
+    """Authentication and TLS from the config (the password is read here and kept nowhere)."""
+    if config.username:
+        client.username_pw_set(config.username, config.read_password())
+    if config.use_tls:
+        for key in ("ca_file", "cert_file", "key_file"):
+            path = getattr(config, key)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"mqtt.{key}: {path}: file not found")
+        try:
+            client.tls_set(
+                ca_certs=_str(config.ca_file),
+                certfile=_str(config.cert_file),
+                keyfile=_str(config.key_file),
+            )
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(f"mqtt: cannot set up TLS: {exc}") from None
+
+
+class MqttClient:
+    def __init__(self, config: MqttConfig, site: SiteConfig, birth: dict | None = None) -> None:
+        self.config = config
+        self.site = site
+        self.topics = Topics.of(config.topic_prefix, site)
+        self._birth = dict(birth or {})
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=config.client_id or default_client_id(site),
+            clean_session=True,  # durability is the outbox's job, not the broker session's
+            protocol=paho.MQTTv311,
+        )
+        self._client.max_inflight_messages = config.max_inflight + _STATUS_HEADROOM
+        self._client.will_set(
+            self.topics.status, status_payload("offline", site), qos=1, retain=True
+        )
+        configure_client(self._client, config)
+        self._client.reconnect_delay_set(config.reconnect.initial, config.reconnect.max)
+        self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self.ready = threading.Event()
+        self.state = "connecting"
+        self.connects = 0
+        self._acks: deque[int] = deque()
+        self._birth_mid: int | None = None
+        self._started = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+    def start(self) -> None:
+        log.info("connecting to MQTT broker %s (TLS %s)", self.address,
+                 "on" if self.config.use_tls else "off")
+        self._client.connect_async(self.config.host, self.config.port, self.config.keepalive)
+        self._client.loop_start()
+        self._started = True
+
+    def publish_event(self, topic: str, payload: bytes) -> int | None:
+        """Hand one stored event to paho; its message id, or None if it was not taken."""
+        info = self._client.publish(topic, payload, qos=self.config.qos)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            log.warning("publish to %s not taken: %s", topic, paho.error_string(info.rc))
+            return None
+        return info.mid
+
+    def take_acks(self) -> list[int]:
+        acks = []
+        while self._acks:
+            acks.append(self._acks.popleft())
+        return acks
+
+    def publish_stats(self, payload: dict) -> bool:
+        if not self.ready.is_set():
+            return False
+        data = json.dumps(payload, separators=(",", ":"))
+        return self._client.publish(self.topics.stats, data, qos=0).rc == 0
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Publish `stopped` (if connected), disconnect cleanly (no last will) and end the loop."""
+        if not self._started:
+            return
+        if self.ready.is_set():
+            info = self._client.publish(
+                self.topics.status, status_payload("stopped", self.site, self._birth),
+                qos=1, retain=True,
+            )
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("could not publish the stopped status: %s", exc)
+        self.state = "stopped"  # before disconnect(): on_disconnect then logs no warning
+        self.ready.clear()
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._started = False
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.state = f"refused: {reason_code}"
+            log.error(
+                "MQTT broker %s refused the connection: %s (check mqtt.username, the password, "
+                "mqtt.client_id and the broker's ACL); retrying with backoff",
+                self.address, reason_code,
+            )
+            return
+        self.connects += 1
+        self.state = "connected"
+        log.info("connected to MQTT broker %s", self.address)
+        birth = status_payload("online", self.site, self._birth)
+        self._birth_mid = client.publish(self.topics.status, birth, qos=1, retain=True).mid
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        exc = sys.exc_info()[1]  # paho calls this while handling the connection's OSError
+        if isinstance(exc, ssl.SSLError):
+            state = f"TLS failed: {exc}"
+        else:
+            state = f"unreachable: {exc or 'connection failed'}"
+        if state != self.state:
+            log.error("MQTT broker %s: %s; retrying with backoff", self.address, state)
+        self.state = state
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.ready.clear()
+        if self.state == "connected":
+            log.warning("disconnected from MQTT broker %s: %s", self.address, reason_code)
+            self.state = f"disconnected: {reason_code}"
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if mid == self._birth_mid:
+            self._birth_mid = None
+            self.ready.set()
+            return
+        self._acks.append(mid)
+
+
+def probe_broker(config: MqttConfig, site: SiteConfig, timeout: float = 5.0) -> tuple[bool, str]:
+    """Connect once, without a will or birth (a daemon may be running), and disconnect."""
+    outcome: dict[str, str] = {}
+    done = threading.Event()
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        outcome["result"] = "ok" if not reason_code.is_failure else f"refused: {reason_code}"
+        done.set()
+
+    def on_connect_fail(client, userdata):
+        exc = sys.exc_info()[1]
+        kind = "TLS failed" if isinstance(exc, ssl.SSLError) else "unreachable"
+        outcome["result"] = f"{kind}: {exc or 'connection failed'}"
+        done.set()
+
+    client_id = (config.client_id or default_client_id(site)) + "-check"
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311)
+    configure_client(client, config)
+    client.on_connect, client.on_connect_fail = on_connect, on_connect_fail
+    client.connect_async(config.host, config.port, config.keepalive)
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            return False, f"no answer from {config.host}:{config.port} within {timeout:g} s"
+        result = outcome["result"]
+        return result == "ok", (
+            f"connected to {config.host}:{config.port}" if result == "ok" else result
+        )
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _str(path) -> str | None:
+    return None if path is None else str(path)

@@ -1,0 +1,209 @@
+"""The frame pipeline: grabber thread -> frame queue -> inference thread -> event sink.
+
+The grabber reads the source and queues frames (dropping the oldest when inference lags). The
+inference thread tiles each frame with `edge.tiling.tile_frame`, runs the tiles in batches,
+applies the thresholds and hands an event to the sink (the publisher's non-blocking `submit`)
+for every frame with a defect. Each loop checks its stop event at least every `_POLL_S` seconds.
+The inference loop kicks the systemd watchdog on every turn, so a stuck runtime stops the pings.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from edge.config import TilingConfig
+from edge.errors import ModelError
+from edge.events import DefectRule, EventBuilder
+from edge.framequeue import FrameQueue
+from edge.model import LoadedModel
+from edge.sdnotify import Watchdog
+from edge.sources.base import CameraState, Frame, FrameSource
+from edge.stats import Stats
+from edge.tiling import TilingError, tile_frame
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.2
+_FAULT_LOG_INTERVAL_S = 10.0
+
+
+class RateLimitedLog:
+    """Logs a recurring problem at most once per interval per key, with the repeat count."""
+
+    def __init__(self, interval: float = _FAULT_LOG_INTERVAL_S) -> None:
+        self._interval = interval
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warning(self, key: str, message: str, *args) -> None:
+        now = time.monotonic()
+        last, repeats = self._last.get(key, (-self._interval, 0))
+        if now - last >= self._interval:
+            suffix = f" (and {repeats} more like it)" if repeats else ""
+            log.warning(message + suffix, *args)
+            self._last[key] = (now, 0)
+        else:
+            self._last[key] = (last, repeats + 1)
+
+
+class FrameProcessor:
+    """Frame -> tiles -> probabilities -> defects (no threads; the benchmark calls it directly)."""
+
+    def __init__(self, model: LoadedModel, rule: DefectRule, tiling: TilingConfig) -> None:
+        spec = model.runtime.input_spec
+        if spec.height != spec.width:
+            raise ModelError(f"{model.path}: tiles must be square, model takes {spec.width}x"
+                             f"{spec.height}")
+        self.runtime = model.runtime
+        self.rule = rule
+        self.tile = spec.height
+        self.stride = tiling.stride_for(self.tile)
+        self.roi = tiling.roi
+        self._batch = np.zeros((0, *spec.tile_shape), dtype=np.uint8)
+
+    def process(self, image: np.ndarray) -> tuple[list[dict], float]:
+        """Defects of one frame and the seconds spent inside the runtime."""
+        image, (dx, dy) = self._crop(image)
+        tiles = tile_frame(image, tile=self.tile, stride=self.stride)
+        batch = self._batch_for(len(tiles))
+        tiles.stack(out=batch[..., 0] if batch.shape[-1] == 1 else batch)
+        started = time.perf_counter()
+        probabilities = self.runtime.infer_all(batch)
+        inference_s = time.perf_counter() - started
+        boxes = tiles.boxes
+        if dx or dy:
+            boxes = boxes + np.array([dx, dy, 0, 0], dtype=boxes.dtype)
+        return self.rule.defects(probabilities, boxes), inference_s
+
+    def _crop(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        roi = self.roi
+        if roi is None:
+            return image, (0, 0)
+        height, width = image.shape[:2]
+        if roi.x + roi.width > width or roi.y + roi.height > height:
+            raise TilingError(
+                f"tiling.roi {roi.width}x{roi.height}+{roi.x}+{roi.y} lies outside the "
+                f"{width}x{height} frame"
+            )
+        return image[roi.y : roi.y + roi.height, roi.x : roi.x + roi.width], (roi.x, roi.y)
+
+    def _batch_for(self, count: int) -> np.ndarray:
+        if len(self._batch) != count:
+            self._batch = np.zeros((count, *self._batch.shape[1:]), dtype=np.uint8)
+        return self._batch
+
+
+class Pipeline:
+    def __init__(
+        self,
+        source: FrameSource,
+        processor: FrameProcessor,
+        builder: EventBuilder,
+        sink: Callable[[dict], object],
+        stats: Stats,
+        watchdog: Watchdog | None = None,
+        frame_queue: int = 4,
+        lossless: bool = False,
+    ) -> None:
+        self.source = source
+        self.processor = processor
+        self.builder = builder
+        self.sink = sink
+        self.stats = stats
+        self.watchdog = watchdog
+        self.frames = FrameQueue(frame_queue)
+        self.lossless = lossless
+        self.source_finished = threading.Event()
+        self._stop_grabbing = threading.Event()
+        self._stop_inference = threading.Event()
+        self._busy = False
+        self._faults = RateLimitedLog()
+        self._threads: list[threading.Thread] = []
+        self.last_progress = time.monotonic()
+
+    @property
+    def finished(self) -> bool:
+        """The source has no more frames and every queued frame was processed."""
+        return self.source_finished.is_set() and len(self.frames) == 0 and not self._busy
+
+    def start(self) -> None:
+        for name, target in (("grabber", self._grab_loop), ("inference", self._inference_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop grabbing, let inference finish the queued frames (bounded), stop inference."""
+        self._stop_grabbing.set()
+        grabber, inference = self._threads or (None, None)
+        if grabber is not None:
+            grabber.join(drain_timeout)
+        self._stop_inference.set()
+        if inference is not None:
+            inference.join(drain_timeout)
+            if inference.is_alive():
+                log.error("inference did not finish within %.1f s; giving up on it",
+                          drain_timeout)
+        self._threads = []
+
+    def _grab_loop(self) -> None:
+        while not self._stop_grabbing.is_set():
+            try:
+                frame = self.source.read(_POLL_S)
+            except Exception:  # a source must not raise; if one does, keep the daemon alive
+                log.exception("frame source failed")
+                self._stop_grabbing.wait(1.0)
+                continue
+            if frame is None:
+                if self.source.state is CameraState.FINISHED and not self.source_finished.is_set():
+                    log.info("frame source finished")
+                    self.source_finished.set()
+                continue
+            self.stats.frames_in += 1
+            self._queue(frame)
+
+    def _queue(self, frame: Frame) -> None:
+        if not self.lossless:
+            self.frames.put(frame)
+            return
+        while not self.frames.put(frame, block=True, timeout=_POLL_S):
+            if self._stop_grabbing.is_set():
+                return
+
+    def _inference_loop(self) -> None:
+        while True:
+            self.last_progress = time.monotonic()
+            if self.watchdog is not None:
+                self.watchdog.kick()
+            frame = self.frames.get(_POLL_S)
+            if frame is None:
+                if self._stop_inference.is_set():
+                    return
+                continue
+            self._busy = True
+            try:
+                self._process(frame)
+            finally:
+                self._busy = False
+
+    def _process(self, frame: Frame) -> None:
+        started = time.perf_counter()
+        try:
+            defects, inference_s = self.processor.process(frame.image)
+        except TilingError as exc:
+            self.stats.frames_failed += 1
+            self._faults.warning("tiling", "frame %s skipped: %s", frame.frame_id, exc)
+            return
+        except Exception as exc:  # e.g. a runtime error on one batch; the next may work
+            self.stats.frames_failed += 1
+            self._faults.warning("inference", "inference failed on frame %s: %s",
+                                 frame.frame_id, exc)
+            return
+        if defects:
+            self.sink(self.builder.build(frame, defects))
+            self.stats.record_event([d["class_name"] for d in defects])
+        self.stats.record_frame(inference_s, time.perf_counter() - started)

@@ -1,0 +1,132 @@
+"""The publisher thread: the only user of the outbox.
+
+Each turn it (1) stores the events the inference thread submitted, in one transaction, (2) deletes
+the events the broker acknowledged, in one transaction, and (3) when MQTT is ready, hands the next
+stored events to paho in id order, keeping at most `max_inflight` unacknowledged. After a restart
+the cursor starts at 0, so events left in the outbox go out before new ones. `submit` never
+blocks: inference does not wait on the disk or the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from edge.mqtt import MqttClient
+from edge.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+_TURN_S = 0.005  # at most one commit per 5 ms: batches grow with the event rate
+_IDLE_WAIT_S = 0.1
+
+
+class Publisher:
+    def __init__(
+        self, outbox: Outbox, mqtt: MqttClient, topic: str, max_inflight: int, queue_size: int
+    ) -> None:
+        self.outbox = outbox
+        self.mqtt = mqtt
+        self.topic = topic
+        self.max_inflight = max_inflight
+        self._queue: queue.SimpleQueue[dict] = queue.SimpleQueue()
+        self._queue_size = queue_size
+        self._inflight: dict[int, int] = {}  # paho message id -> outbox row id
+        self._cursor = 0  # highest outbox row id handed to paho
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._flush_deadline: float | None = None
+        self._thread: threading.Thread | None = None
+        self.submitted = 0
+        self.rejected = 0  # submitted while the queue to the outbox was full
+        self.sent = 0
+        self.acked = 0
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting: every submitted event is stored and acknowledged (or dropped)."""
+        return self._queue.empty() and self.outbox.depth == 0
+
+    def submit(self, event: dict) -> bool:
+        """Called by the inference thread; False (and counted) if the queue is full."""
+        if self._queue.qsize() >= self._queue_size:
+            self.rejected += 1
+            return False
+        self._queue.put(event)
+        self.submitted += 1
+        self._wake.set()
+        return True
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self, flush_timeout: float) -> None:
+        """Keep storing and sending for up to `flush_timeout` s until idle, then end the thread."""
+        if self._thread is None:
+            return
+        self._flush_deadline = time.monotonic() + flush_timeout
+        self._wake.set()
+        self._thread.join(flush_timeout + 5.0)
+        if self._thread.is_alive():
+            log.error("publisher thread did not stop")
+        elif not self.idle:
+            log.warning("stopping with %d events left in the outbox; they go first on restart",
+                        self.outbox.depth + self.queued)
+        self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                self._turn()
+            except Exception:  # a bug here must not silently end event delivery
+                log.exception("publisher turn failed")
+                time.sleep(1.0)
+            if self._flush_deadline is not None and (
+                self.idle or time.monotonic() >= self._flush_deadline
+            ):
+                return
+            self._wake.wait(_IDLE_WAIT_S)
+            self._wake.clear()
+            time.sleep(max(0.0, started + _TURN_S - time.monotonic()))
+
+    def _turn(self) -> None:
+        self._store_submitted()
+        self._remove_acknowledged()
+        if self.mqtt.ready.is_set():
+            self._send_next()
+
+    def _store_submitted(self) -> None:
+        events = []
+        while True:
+            try:
+                events.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if events:
+            self.outbox.append(events, self.topic)
+
+    def _remove_acknowledged(self) -> None:
+        ids = [self._inflight.pop(mid) for mid in self.mqtt.take_acks() if mid in self._inflight]
+        if ids:
+            self.acked += len(ids)
+            self.outbox.remove(ids)
+
+    def _send_next(self) -> None:
+        room = self.max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        for stored in self.outbox.pending(self._cursor, room):
+            mid = self.mqtt.publish_event(stored.topic, stored.payload)
+            if mid is None:
+                return
+            self._inflight[mid] = stored.id
+            self._cursor = stored.id
+            self.sent += 1

@@ -1,0 +1,17 @@
+"""JSON Schemas of the MQTT payloads (docs/mqtt.md), shipped with the package."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+SCHEMA_FILES = {
+    "defects": "defect-event-v1.json",
+    "stats": "stats-v1.json",
+    "status": "status-v1.json",
+}
+
+
+def load_schema(topic: str) -> dict:
+    """The schema of a topic's payload: 'defects', 'stats' or 'status'."""
+    return json.loads(resources.files(__name__).joinpath(SCHEMA_FILES[topic]).read_text())
