@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.model",
     "tests.fixtures.broker",
     "tests.fixtures.camera",
+    "tests.fixtures.edge_daemon",
 ]
