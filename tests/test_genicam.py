@@ -12,7 +12,7 @@ import pytest
 
 from edge.errors import ConfigError
 from edge.sources.base import CameraState
-from edge.sources.genicam import Backoff, GenICamSource
+from edge.sources.genicam import Backoff, GenICamSource, find_producers, list_cameras
 from edge.sources.genicam_nodes import settings_from_config
 from edge.sources.pixels import SUPPORTED_PIXEL_FORMATS, PixelFormatError, to_gray
 
@@ -162,6 +162,16 @@ def test_frames_arrive_converted_at_the_configured_size(
     assert source.counters["frames"] == 5 and source.state == CameraState.STOPPED
 
 
+@pytest.mark.parametrize(
+    "selector", [{"device_id": "VikyTL_DEV_blue"}, {"index": 2}, {"serial": "2"}], ids=str
+)
+def test_the_device_is_chosen_by_serial_id_or_index(viky_camera_config, selector):
+    config = viky_camera_config(**{"serial": None, **selector})
+    with GenICamSource(config) as source:
+        assert source.state == CameraState.OK
+        assert source.device_name.endswith(" Viky 2")
+
+
 def test_missing_nodes_warn_and_out_of_range_values_are_config_errors(viky_camera_config, caplog):
     caplog.set_level(logging.WARNING, logger="edge.sources")
     with GenICamSource(viky_camera_config(exposure_time=500.0, gain=2.0)) as source:
@@ -181,6 +191,20 @@ def test_missing_producer_file_is_a_config_error(viky_camera_config, tmp_path):
     config = viky_camera_config(cti=[str(tmp_path / "vendor.cti")])
     with pytest.raises(ConfigError, match="vendor.cti does not exist"):
         GenICamSource(config).open()
+
+
+def test_producers_come_from_the_gentl_path_when_none_is_configured(viky_cti, monkeypatch):
+    monkeypatch.setenv("GENICAM_GENTL64_PATH", f"/nonexistent:{viky_cti.parent}")
+    assert find_producers([]) == [viky_cti]
+    cameras = list_cameras(find_producers([]))
+    assert [(c["index"], c["serial_number"], c["id_"]) for c in cameras] == [
+        ("0", "0", "VikyTL_DEV_red"),
+        ("1", "1", "VikyTL_DEV_green"),
+        ("2", "2", "VikyTL_DEV_blue"),
+    ]
+    monkeypatch.setenv("GENICAM_GENTL64_PATH", "/nonexistent")
+    with pytest.raises(ConfigError, match=r"no \.cti file in \$GENICAM_GENTL64_PATH"):
+        find_producers([])
 
 
 def test_no_frame_within_the_timeout_returns_none(viky_camera_config):

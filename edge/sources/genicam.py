@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -310,6 +311,35 @@ def find_producers(configured: list[Path]) -> list[Path]:
     return found
 
 
+def list_cameras(producers: list[Path]) -> list[dict[str, str]]:
+    """The cameras the producers see now: index, serial, id, vendor, model (for choosing one)."""
+    harvester = Harvester()
+    try:
+        for path in producers:
+            harvester.add_file(str(path), check_existence=True)
+        harvester.update()
+        fields = ("serial_number", "id_", "vendor", "model")
+        return [
+            {"index": str(index), **{field: _safe(info, field) for field in fields}}
+            for index, info in enumerate(harvester.device_info_list)
+        ]
+    finally:
+        harvester.reset()
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m edge.sources.genicam [PRODUCER.cti ...]`: print the visible cameras."""
+    try:
+        producers = find_producers([Path(arg) for arg in argv])
+    except ConfigError as exc:
+        print(f"genicam: error: {exc}", file=sys.stderr)
+        return 2
+    cameras = list_cameras(producers)
+    for camera in cameras:
+        print("  ".join(f"{key}={value}" for key, value in camera.items()))
+    return 0 if cameras else 1
+
+
 def _check_pixel_format(node_map) -> None:
     if not node_map.has_node("PixelFormat"):
         return
@@ -362,3 +392,7 @@ def _device_timestamp(buffer) -> int | None:
 def _describe(exc: BaseException) -> str:
     text = str(exc).split(" (file ", 1)[0].strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
