@@ -207,15 +207,19 @@ def test_producers_come_from_the_gentl_path_when_none_is_configured(viky_cti, mo
         find_producers([])
 
 
-def test_no_frame_within_the_timeout_returns_none(viky_camera_config):
-    with GenICamSource(viky_camera_config(frame_rate=1.0)) as source:
+def test_no_frame_within_the_timeout_returns_none(viky_camera_config, monkeypatch):
+    probes = []
+    original = GenICamSource._probe_if_quiet
+    monkeypatch.setattr(GenICamSource, "_probe_if_quiet", lambda s: (probes.append(1), original(s)))
+    # fetch_timeout 0.1: the silent camera is probed (a real uncached node read) and still answers
+    with GenICamSource(viky_camera_config(frame_rate=1.0, fetch_timeout=0.1)) as source:
         assert source.read(3.0) is not None  # the next frame is ~1 s away
         started = time.monotonic()
         assert source.read(0.3) is None
         elapsed = time.monotonic() - started
         assert source.state == CameraState.OK
-        assert source.counters["timeouts"] == 1
-    assert 0.25 <= elapsed <= 0.6
+        assert source.counters["timeouts"] == 1 and source.counters["errors"] == 0
+    assert probes and 0.25 <= elapsed <= 0.6
 
 
 def test_unknown_serial_stays_lost_and_retries_with_backoff(viky_camera_config, caplog):

@@ -33,8 +33,6 @@ EVENT_WAIT_MS = 20
 # 16 ride out an 80 ms stall at 200 fps (8 dropped frames in a 75 ms stall on a loaded 2-core PC).
 NUM_BUFFERS = 16
 GENTL_PATH_VARIABLE = "GENICAM_GENTL64_PATH"
-# No frame for this long: read a node uncached to see whether the camera still answers.
-PROBE_AFTER_S = 5.0
 
 
 class Backoff:
@@ -276,9 +274,9 @@ class GenICamSource(FrameSource):
         self._last_block_id = block_id
 
     def _probe_if_quiet(self) -> None:
-        """A pulled cable often shows only as silence: after PROBE_AFTER_S without a frame, read
-        a node past GenApi's cache; if the camera does not answer, treat it as lost."""
-        if time.monotonic() - self._last_alive < PROBE_AFTER_S:
+        """A pulled cable often shows only as silence: after `fetch_timeout` s without a frame or
+        probe, read a node past GenApi's cache; if the camera does not answer, it is lost."""
+        if time.monotonic() - self._last_alive < self._config.fetch_timeout:
             return
         with self._device_lock:
             acquirer = self._acquirer
