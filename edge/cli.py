@@ -6,6 +6,7 @@ COMMANDS = {
     "run": ("edge.commands.run", "run the daemon (logs to stdout for journald)"),
     "check": ("edge.commands.check", "check config, model, camera and broker; exit 0 if all pass"),
     "replay": ("edge.commands.replay", "process a folder of images once and wait for every ack"),
+    "monitor": ("edge.commands.monitor", "live summary of a camera's MQTT topics"),
 }
 
 
