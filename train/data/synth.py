@@ -154,9 +154,10 @@ def _shade(rng, region: np.ndarray, mask: np.ndarray, style: ClassStyle) -> None
     level, mean_contrast = float(base[mask].mean()), float(contrast.mean())
     if not 10 <= level + sign * mean_contrast <= 245:
         sign = -sign  # too dark to darken (or too bright to brighten): shade the other way
-    preferred = base + sign * contrast
+    # Saturate in the chosen direction; only where that leaves too little change, go the other way.
+    preferred = np.clip(base + sign * contrast, 0, 255)
     fallback = base - sign * contrast
-    value = np.where((preferred < 0) | (preferred > 255), fallback, preferred)
+    value = np.where(np.abs(preferred - base) < MIN_CONTRAST, fallback, preferred)
     region[mask] = np.clip(np.rint(value), 0, 255).astype(np.uint8)[mask]
 
 

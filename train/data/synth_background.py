@@ -31,6 +31,9 @@ def smooth_noise(rng, height, width, cells_y, cells_x, interpolation=cv2.INTER_C
     return cv2.resize(small, (width, height), interpolation=interpolation)
 
 
+LOW_RES = 4
+
+
 @lru_cache(maxsize=1)
 def _grain_pool() -> np.ndarray:
     return np.random.default_rng(0x6EA1).standard_normal((512, 2048), dtype=np.float32)
@@ -49,20 +52,23 @@ def grain(rng, height: int, width: int) -> np.ndarray:
 
 
 def make_background(rng: np.random.Generator, height: int, width: int) -> Background:
-    pixels = np.full((height, width), rng.uniform(70, 170), dtype=np.float32)
-    pixels += rng.uniform(6, 20) * smooth_noise(rng, height, width, 3, width // 130)
+    # Smooth components are summed at quarter resolution and upscaled once (most of the cost).
+    low = np.zeros((max(height // LOW_RES, 2), max(width // LOW_RES, 2)), dtype=np.float32)
+    low += rng.uniform(6, 20) * smooth_noise(rng, *low.shape, 3, width // 130)
+    if rng.random() < 0.3:
+        _add_blob(rng, low, rng.uniform(25, 70))  # glare
+    if rng.random() < 0.25:
+        _add_blob(rng, low, -rng.uniform(25, 60))  # dark zone
+    if rng.random() < 0.35:
+        _add_rough_formations(rng, low)
+    pixels = cv2.resize(low, (width, height), interpolation=cv2.INTER_LINEAR)
+    pixels += np.float32(rng.uniform(70, 170))
     pixels += rng.uniform(2, 7) * smooth_noise(
         rng, height, width, height // 2, width // 24, cv2.INTER_LINEAR
     )
     pixels += np.float32(rng.uniform(1.5, 5)) * grain(rng, height, width)
     if rng.random() < 0.25:
         _add_corrugation(rng, pixels)
-    if rng.random() < 0.3:
-        _add_blob(rng, pixels, rng.uniform(25, 70))  # glare
-    if rng.random() < 0.25:
-        _add_blob(rng, pixels, -rng.uniform(25, 60))  # dark zone
-    if rng.random() < 0.35:
-        _add_rough_formations(rng, pixels)
     steel = np.ones((height, width), dtype=bool)
     x_range = (0, width - 1)
     if rng.random() < 0.15:
@@ -78,25 +84,24 @@ def _add_corrugation(rng, pixels) -> None:
     pixels += (rng.uniform(4, 12) * wave).astype(np.float32)[None, :]
 
 
-def _add_blob(rng, pixels, amplitude: float) -> None:
-    height, width = pixels.shape
+def _add_blob(rng, low, amplitude: float) -> None:
+    """A large Gaussian bright or dark zone, on the quarter-resolution layer."""
+    height, width = low.shape
     cx, cy = rng.uniform(0, width), rng.uniform(-0.2 * height, 1.2 * height)
-    sx, sy = rng.uniform(40, 260), rng.uniform(40, 200)
+    sx, sy = rng.uniform(40, 260) / LOW_RES, rng.uniform(40, 200) / LOW_RES
     gx = np.exp(-0.5 * ((np.arange(width, dtype=np.float32) - cx) / sx) ** 2)
     gy = np.exp(-0.5 * ((np.arange(height, dtype=np.float32) - cy) / sy) ** 2)
-    pixels += np.float32(amplitude) * np.outer(gy, gx)
+    low += np.float32(amplitude) * np.outer(gy, gx)
 
 
-def _add_rough_formations(rng, pixels) -> None:
+def _add_rough_formations(rng, low) -> None:
     """Soft, low-contrast blotches: undamaged texture that must not be taken for a defect."""
-    height, width = pixels.shape
-    small = np.zeros((height // 4, width // 4), dtype=np.float32)
+    small = np.zeros_like(low)
     for _ in range(int(rng.integers(1, 6))):
         centre = (int(rng.integers(0, small.shape[1])), int(rng.integers(0, small.shape[0])))
         axes = (int(rng.integers(3, 25)), int(rng.integers(2, 12)))
         cv2.ellipse(small, centre, axes, rng.uniform(0, 180), 0, 360, rng.choice([-1.0, 1.0]), -1)
-    small = cv2.GaussianBlur(small, (0, 0), 2.0)
-    pixels += rng.uniform(6, 14) * cv2.resize(small, (width, height))
+    low += rng.uniform(6, 14) * cv2.GaussianBlur(small, (0, 0), 2.0)
 
 
 def _add_strip_edge(rng, pixels, steel) -> tuple[int, int]:
@@ -109,7 +114,7 @@ def _add_strip_edge(rng, pixels, steel) -> tuple[int, int]:
     xs = np.arange(width, dtype=np.float32)[None, :]
     left = rng.random() < 0.5
     behind = xs < edge[:, None] if left else xs > (width - 1 - edge)[:, None]
-    dark = rng.uniform(5, 35) + 2 * rng.standard_normal(pixels.shape, dtype=np.float32)
+    dark = np.float32(rng.uniform(5, 35)) + 2 * grain(rng, height, width)
     pixels[behind] = dark[behind]
     steel[behind] = False
     margin = int(edge.max()) + 4
