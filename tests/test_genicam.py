@@ -235,7 +235,7 @@ def test_unknown_serial_stays_lost_and_retries_with_backoff(viky_camera_config, 
     assert 4 <= counters["reconnects"] <= 7, counters
     assert counters["errors"] == counters["reconnects"] + 1  # the failed open() counts too
     assert 0.95 <= elapsed <= 1.5
-    assert "no camera with serial '99'" in caplog.text and "serial=1" in caplog.text
+    assert "camera lost: no camera with serial '99'; visible: #0 serial=0" in caplog.text
 
 
 def test_lost_device_goes_lost_then_reconnects(viky_camera_config):

@@ -154,6 +154,9 @@ class GenICamSource(FrameSource):
                 self._state = CameraState.STOPPED
                 raise
             self._mark_lost(f"camera rejected the configuration: {exc}")
+        except _DeviceLost as exc:
+            self._disconnect()
+            self._mark_lost(str(exc))
         except Exception as exc:  # noqa: BLE001 - any producer fault means "try again later"
             self._disconnect()
             self._mark_lost(_describe(exc))
