@@ -24,6 +24,11 @@ def add_arguments(parser) -> None:
     from edge.commands.run import add_arguments as add_config  # noqa: PLC0415
 
     add_config(parser)
+    parser.add_argument(
+        "--config-only", action="store_true",
+        help="only validate the configuration file (fast: no model, camera or broker; "
+        "the service's ExecStartPre)",
+    )
 
 
 def run(args) -> int:
@@ -35,6 +40,8 @@ def run(args) -> int:
         ("outbox", _check_outbox),
         ("broker", _check_broker),
     ]
+    if getattr(args, "config_only", False):
+        checks = []
     for name, check in checks:
         if config is None:
             results.append((name, None, "skipped: the configuration is invalid"))
