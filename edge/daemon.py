@@ -53,6 +53,7 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self._next_stats = 0.0
         self._next_status = 0.0
+        self._started = False
 
     def start(self) -> None:
         config = self.config
@@ -89,6 +90,7 @@ class Daemon:
         self.publisher.start()
         self.pipeline.start()
         self._next_stats = time.monotonic() + config.mqtt.stats_interval
+        self._started = True
         self.notifier.ready(self.status_line())
         log.info("running: line %s camera %s -> %s", site.line, site.camera,
                  self.mqtt.topics.defects)
@@ -133,7 +135,8 @@ class Daemon:
         """Stop in order; safe to call after a partial start."""
         flush_timeout = self.config.mqtt.flush_timeout if flush_timeout is None else flush_timeout
         self.notifier.stopping(f"stopping: flushing up to {flush_timeout:g} s")
-        log.info("stopping: %s", self.status_line())
+        if self._started:
+            log.info("stopping: %s", self.status_line())
         if self.pipeline is not None:
             self.pipeline.stop(_DRAIN_TIMEOUT_S)
         if self.publisher is not None:
@@ -146,7 +149,9 @@ class Daemon:
             self.source.close()
         if self.model is not None:
             self.model.close()
-        log.info("stopped: %s", self.status_line())
+        if self._started:
+            log.info("stopped: %s", self.status_line())
+        self._started = False
 
     def _birth(self, info: dict) -> dict:
         return {

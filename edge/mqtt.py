@@ -174,19 +174,19 @@ class MqttClient:
 
     def _on_connect_fail(self, client, userdata) -> None:
         exc = sys.exc_info()[1]  # paho calls this while handling the connection's OSError
-        if isinstance(exc, ssl.SSLError):
-            state = f"TLS failed: {exc}"
-        else:
-            state = f"unreachable: {exc or 'connection failed'}"
+        tls = isinstance(exc, ssl.SSLError)
+        state = f"TLS failed: {exc}" if tls else f"unreachable: {exc or 'connection failed'}"
         if state != self.state:
-            log.error("MQTT broker %s: %s; retrying with backoff", self.address, state)
+            log.log(logging.ERROR if tls else logging.WARNING,
+                    "MQTT broker %s: %s; retrying with backoff", self.address, state)
         self.state = state
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.ready.clear()
         if self.state == "connected":
-            log.warning("disconnected from MQTT broker %s: %s", self.address, reason_code)
-            self.state = f"disconnected: {reason_code}"
+            reason = "connection lost" if reason_code == "Unspecified error" else reason_code
+            log.warning("disconnected from MQTT broker %s: %s", self.address, reason)
+            self.state = f"disconnected: {reason}"
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         if mid == self._birth_mid:

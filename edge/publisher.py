@@ -43,6 +43,7 @@ class Publisher:
         self.rejected = 0  # submitted while the queue to the outbox was full
         self.sent = 0
         self.acked = 0
+        self._was_ready = False
 
     @property
     def queued(self) -> int:
@@ -100,7 +101,11 @@ class Publisher:
     def _turn(self) -> None:
         self._store_submitted()
         self._remove_acknowledged()
-        if self.mqtt.ready.is_set():
+        ready = self.mqtt.ready.is_set()
+        if ready and not self._was_ready and self.outbox.depth:
+            log.info("broker ready: sending %d stored events first", self.outbox.depth)
+        self._was_ready = ready
+        if ready:
             self._send_next()
 
     def _store_submitted(self) -> None:
