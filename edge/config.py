@@ -87,14 +87,18 @@ class GenICamCameraConfig(Section):
         None, ge=0, description="select the device by enumeration index (default 0)"
     )
     pixel_format: str = Field("Mono8", description="GenICam PixelFormat; frames become uint8 gray")
-    width: int | None = Field(None, ge=1, description="sensor ROI width in px (None = as set)")
-    height: int | None = Field(None, ge=1, description="sensor ROI height in px (None = as set)")
+    width: int | None = Field(
+        None, ge=1, description="sensor ROI width in px (unset = as the camera has it)"
+    )
+    height: int | None = Field(
+        None, ge=1, description="sensor ROI height in px (unset = as the camera has it)"
+    )
     offset_x: int | None = Field(None, ge=0, description="sensor ROI x offset in px")
     offset_y: int | None = Field(None, ge=0, description="sensor ROI y offset in px")
     exposure_time: float | None = Field(
-        None, gt=0, description="ExposureTime in microseconds (None = as set)"
+        None, gt=0, description="ExposureTime in microseconds (unset = as the camera has it)"
     )
-    gain: float | None = Field(None, ge=0, description="Gain in dB (None = as set)")
+    gain: float | None = Field(None, ge=0, description="Gain in dB (unset = as the camera has it)")
     trigger_mode: Literal["off", "on"] = Field(
         "off", description="TriggerMode: off = free run, on = one frame per trigger"
     )
@@ -102,7 +106,8 @@ class GenICamCameraConfig(Section):
         "Line0", description="TriggerSource when trigger_mode is on (e.g. Line0, Software)"
     )
     frame_rate: float | None = Field(
-        None, gt=0, description="AcquisitionFrameRate in frames/s for free run (None = as set)"
+        None, gt=0,
+        description="AcquisitionFrameRate in frames/s for free run (unset = as the camera has it)",
     )
     fetch_timeout: float = Field(
         1.0, gt=0, description="seconds to wait for one buffer before checking the camera"
@@ -125,10 +130,10 @@ class ReplayCameraConfig(Section):
     rate: float = Field(0, ge=0, description="frames per second; 0 = as fast as possible")
     loop: bool = Field(False, description="start again at the first image after the last one")
     width: int | None = Field(
-        None, ge=1, description="expected image width in px (None = that of the first image)"
+        None, ge=1, description="expected image width in px (unset = that of the first image)"
     )
     height: int | None = Field(
-        None, ge=1, description="expected image height in px (None = that of the first image)"
+        None, ge=1, description="expected image height in px (unset = that of the first image)"
     )
 
 
@@ -293,17 +298,25 @@ class LoggingConfig(Section):
 
 
 class EdgeConfig(Section):
-    site: SiteConfig = Field(description="where this daemon sits: line and camera ids")
-    camera: CameraConfig = Field(description="the frame source: genicam or replay")
-    model: ModelConfig = Field(description="the model and how to run it")
-    tiling: TilingConfig = Field(default_factory=TilingConfig, description="frame -> tiles")
-    events: EventsConfig = Field(default_factory=EventsConfig, description="tiles -> defects")
-    mqtt: MqttConfig = Field(description="the MQTT broker the events go to")
-    outbox: OutboxConfig = Field(description="store-and-forward queue on disk")
-    pipeline: PipelineConfig = Field(
-        default_factory=PipelineConfig, description="queue sizes between the threads"
+    site: SiteConfig = Field(description="Where this daemon sits: line and camera ids")
+    camera: CameraConfig = Field(
+        description="The frame source: a GenICam camera or a folder of images"
     )
-    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="logging")
+    model: ModelConfig = Field(description="The model and how to run it")
+    tiling: TilingConfig = Field(
+        default_factory=TilingConfig, description="How frames are cut into model-sized tiles"
+    )
+    events: EventsConfig = Field(
+        default_factory=EventsConfig, description="When a tile counts as a defect"
+    )
+    mqtt: MqttConfig = Field(description="The MQTT broker the events go to")
+    outbox: OutboxConfig = Field(description="The store-and-forward queue on disk")
+    pipeline: PipelineConfig = Field(
+        default_factory=PipelineConfig, description="Queue sizes between the threads"
+    )
+    logging: LoggingConfig = Field(
+        default_factory=LoggingConfig, description="Log verbosity (logs go to stdout/journald)"
+    )
 
 
 def load_config(path: Path | str) -> EdgeConfig:
@@ -349,3 +362,83 @@ def describe_error(error: dict) -> str:
     if isinstance(value, (dict, list)):
         return f"{where}: {message}"
     return f"{where}: {message} (got {value!r})"
+
+
+def reference_markdown() -> str:
+    """The configuration reference of docs/edge.md, generated from the field descriptions."""
+    out = []
+    for section, field in EdgeConfig.model_fields.items():
+        models = _section_models(field.annotation)
+        for model in models:
+            title = f"[{section}]"
+            if len(models) > 1:
+                title += f' type = "{model.model_fields["type"].annotation.__args__[0]}"'
+            required = " (required)" if field.is_required() else ""
+            out += [f"### `{title}`{required}", "", field.description + ".", ""]
+            out += ["| key | type | default | description |", "|---|---|---|---|"]
+            out += [_row(key, f) for key, f in _flat_fields(model)]
+            out.append("")
+    return "\n".join(out)
+
+
+def _section_models(annotation) -> list[type[BaseModel]]:
+    args = getattr(annotation, "__args__", None)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for a in args or () for m in _section_models(a)]
+
+
+def _flat_fields(model: type[BaseModel], prefix: str = ""):
+    for name, field in model.model_fields.items():
+        nested = [m for m in _section_models(field.annotation) if m is not model]
+        if nested and field.get_default(call_default_factory=True) is not None:
+            yield from _flat_fields(nested[0], f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", field
+
+
+def _row(key: str, field) -> str:
+    if field.is_required():
+        default = "required"
+    else:
+        value = field.get_default(call_default_factory=True)
+        default = "unset" if value is None else f"`{_toml(value)}`"
+    return f"| `{key}` | {_type_name(field.annotation)} | {default} | {field.description} |"
+
+
+def _type_name(annotation) -> str:
+    import typing  # noqa: PLC0415
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin is Literal:
+        return " \\| ".join(f"`{_toml(a)}`" for a in args)
+    if origin in (typing.Union, type(int | None)):
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
+    if origin is list:
+        return f"list of {_type_name(args[0])}s"
+    if origin is dict:
+        return f"table of {_type_name(args[1])}s"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "table {" + ", ".join(annotation.model_fields) + "}"
+    names = {str: "string", int: "integer", float: "number", bool: "boolean", Path: "path"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict) and not value:
+        return "{}"
+    if isinstance(value, list) and not value:
+        return "[]"
+    if isinstance(value, BaseModel):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.model_dump().items()) + " }"
+    return str(value)
+
+
+if __name__ == "__main__":
+    print(reference_markdown())

@@ -1,7 +1,9 @@
 """Store-and-forward outbox: events wait in SQLite (WAL) until the broker acknowledges them.
 
 - `append` stores a batch of events in one transaction and gives each the next `seq` of this
-  camera; the counter lives in the same database, so it survives restarts and kill -9.
+  camera; the counter lives in the same database, so it survives restarts and kill -9. Appends
+  are synced to disk (synchronous=FULL: a power cut must not make `seq` go back); removals are
+  not (synchronous=NORMAL: losing one only means sending that event again).
 - `pending(after_id)` returns stored events in order; `remove(ids)` deletes acknowledged ones.
 - The payload bytes kept are bounded by `max_bytes`: beyond, the oldest events are dropped,
   counted and warned about. The file itself is capped (SQLite max_page_count), so a runaway
@@ -98,6 +100,7 @@ class Outbox:
             payload = json.dumps(event, separators=(",", ":")).encode()
             rows.append((self._seq, event["event_id"], topic, payload, time.time()))
         try:
+            self._db.execute("PRAGMA synchronous = FULL")
             with self._db:
                 self._db.executemany(
                     "INSERT INTO events (seq, event_id, topic, payload, created) "
@@ -138,6 +141,7 @@ class Outbox:
         if not ids:
             return True
         try:
+            self._db.execute("PRAGMA synchronous = NORMAL")
             with self._db:
                 sizes = [
                     row[0]
@@ -203,9 +207,6 @@ def _connect(path: Path) -> sqlite3.Connection:
     # `with db:` wraps a batch in one transaction (committed, or rolled back on an error)
     db = sqlite3.connect(path, check_same_thread=False)
     db.execute("PRAGMA journal_mode = WAL")
-    # NORMAL: a commit survives a crash of the process (kill -9); only a power cut can lose the
-    # last transactions, and costs no fsync per commit.
-    db.execute("PRAGMA synchronous = NORMAL")
     return db
 
 
