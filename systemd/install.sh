@@ -215,10 +215,12 @@ do_uninstall() {
     if [ "$purge" = 1 ]; then
         rm -rf "$etc_dir" "$state_dir" "$cache_dir" "$opt_dir"
         rm -f "$sysusers_file"
+        local who="the sysusers.d entry of $USER_NAME"
         if [ "$on_host" = 1 ] && getent passwd "$USER_NAME" >/dev/null; then
             userdel "$USER_NAME"
+            who="the user $USER_NAME"
         fi
-        say "purged $etc_dir, $state_dir, $cache_dir, $opt_dir and the user $USER_NAME"
+        say "purged $etc_dir, $state_dir, $cache_dir, $opt_dir and $who"
     else
         say "kept $etc_dir, $state_dir (the outbox) and any models; --purge removes them"
     fi
