@@ -86,7 +86,9 @@ EOF
     chmod 0644 "$sysusers_file"
     if [ "$on_host" = 1 ] && ! getent passwd "$USER_NAME" >/dev/null; then
         say "creating system user $USER_NAME"
-        useradd --system --user-group --home-dir /var/lib/steel-inspect --no-create-home \
+        local group_option=--user-group
+        getent group "$USER_NAME" >/dev/null && group_option="--gid=$USER_NAME"
+        useradd --system "$group_option" --home-dir /var/lib/steel-inspect --no-create-home \
             --shell /usr/sbin/nologin --comment "steel-inspect edge daemon" "$USER_NAME"
     fi
 }
