@@ -39,19 +39,24 @@ class DefectRule:
         self.class_names = names
         self.thresholds = np.asarray(thresholds, dtype=np.float32)
         self._cut = np.maximum(self.thresholds, np.float32(config.min_score))
+        self._threshold_values = [round(float(t), 6) for t in self.thresholds]
 
     def defects(self, probabilities: np.ndarray, boxes: np.ndarray) -> list[dict]:
         """Defects of one frame: probabilities [n, C], boxes [n, 4] (x, y, w, h in frame pixels)."""
         tiles, classes = np.nonzero(probabilities >= self._cut[None, :])
+        if not len(tiles):
+            return []
+        scores = probabilities[tiles, classes].tolist()
+        tile_boxes = np.asarray(boxes)[tiles].tolist()
         return [
             {
                 "class_id": self.class_ids[c],
                 "class_name": self.class_names[c],
-                "score": round(float(probabilities[t, c]), 6),
-                "threshold": round(float(self.thresholds[c]), 6),
-                "box": [int(v) for v in boxes[t]],
+                "score": round(score, 6),
+                "threshold": self._threshold_values[c],
+                "box": box,
             }
-            for t, c in zip(tiles.tolist(), classes.tolist(), strict=True)
+            for c, score, box in zip(classes.tolist(), scores, tile_boxes, strict=True)
         ]
 
 

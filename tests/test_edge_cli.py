@@ -144,7 +144,8 @@ def test_kill9_restart_replays_the_outbox_continues_seq_and_the_will_says_offlin
                          {f"{i}.png": frame_with_tiles([255]) for i in range(8)})
     second = write_frames(tmp_path / "second",
                           {f"{i}.png": frame_with_tiles([200]) for i in range(4)})
-    sections = daemon_sections(tmp_path, broker, mean_model, first)
+    # `edge run` drops the oldest frames when inference lags; a rate keeps every frame here
+    sections = daemon_sections(tmp_path, broker, mean_model, first, camera={"rate": 40})
     outbox = tmp_path / "state" / "outbox.sqlite"
     daemon = DaemonProcess(write_config(tmp_path / "edge.toml", sections))
     try:

@@ -26,7 +26,7 @@ from tests.fixtures.edge_daemon import (
 
 
 @contextmanager
-def running(config, **options):
+def running(config, flush_timeout: float = 5.0, **options):
     """A started Daemon whose tick() runs in a helper thread (the CLI runs it in the main one)."""
     daemon = Daemon(config, **options)
     stop = threading.Event()
@@ -39,7 +39,7 @@ def running(config, **options):
         yield daemon
     finally:
         stop.set()
-        daemon.shutdown(flush_timeout=5.0)
+        daemon.shutdown(flush_timeout=flush_timeout)
 
 
 def config_for(tmp_path, broker, model, images, **overrides):
@@ -92,7 +92,7 @@ def test_refused_connection_is_an_error_in_log_and_state(
     broker = make_broker(extra_config="allow_anonymous false\n")
     images = write_frames(tmp_path / "frames", {"a.png": frame_with_tiles([255])})
     config = config_for(tmp_path, broker, mean_model, images)
-    with running(config) as daemon:
+    with running(config, flush_timeout=0.0) as daemon:
         assert _wait(lambda: daemon.mqtt.state.startswith("refused"))
         assert daemon.mqtt.state == "refused: Not authorized"
         assert "refused: Not authorized" in daemon.status_line()
@@ -198,3 +198,24 @@ def test_counter_of_defects_by_class_follows_the_events(tmp_path, mqtt_broker, m
     names = Counter(d["class_name"] for e in subscriber.payloads("/defects") for d in e["defects"])
     assert stats.defects_by_class == names
     assert names == {"rolled-in scale": 3, "scratches": 1}
+
+
+def test_genicam_camera_frames_become_events(tmp_path, mqtt_broker, mean_model,
+                                             viky_camera_config):
+    # viky's simulated camera: a coloured ball on white, so nearly every tile is bright
+    camera = viky_camera_config(width=512, height=256, frame_rate=50.0).model_dump(mode="json")
+    subscriber = Subscriber(mqtt_broker.host, mqtt_broker.port)
+    sections = daemon_sections(tmp_path, mqtt_broker, mean_model, tmp_path)
+    config = parse_config({**sections, "camera": camera})
+    try:
+        with running(config) as daemon:
+            assert _wait(lambda: len(subscriber.messages("/defects")) >= 10), daemon.status_line()
+            assert _wait(lambda: subscriber.messages("/stats"))
+        counts = validate_messages(subscriber.messages())
+    finally:
+        subscriber.close()
+    stats = subscriber.payloads("/stats")[-1]
+    assert stats["camera_state"] == "ok" and stats["frames_processed"] > 0
+    assert counts["defects"] >= 10
+    boxes = {tuple(d["box"]) for e in subscriber.payloads("/defects") for d in e["defects"]}
+    assert boxes <= {(0, 0, 256, 256), (256, 0, 256, 256)}
