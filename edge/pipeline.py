@@ -123,7 +123,6 @@ class Pipeline:
         self._busy = False
         self._faults = RateLimitedLog()
         self._threads: list[threading.Thread] = []
-        self.last_progress = time.monotonic()
 
     @property
     def finished(self) -> bool:
@@ -176,7 +175,6 @@ class Pipeline:
 
     def _inference_loop(self) -> None:
         while True:
-            self.last_progress = time.monotonic()
             if self.watchdog is not None:
                 self.watchdog.kick()
             frame = self.frames.get(_POLL_S)

@@ -72,10 +72,6 @@ class ReplaySource(FrameSource):
     def counters(self) -> dict[str, int]:
         return dict(self._counters)
 
-    @property
-    def skipped(self) -> int:
-        return self._counters["skipped_unreadable"] + self._counters["skipped_size"]
-
     def open(self) -> None:
         folder = self._config.path
         if not folder.is_dir():
