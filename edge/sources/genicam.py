@@ -77,6 +77,7 @@ class GenICamSource(FrameSource):
         self._device_name = ""
         self._last_block_id: int | None = None
         self._last_alive = 0.0
+        self._last_frame = 0.0
         self._counters = dict.fromkeys(("frames", "timeouts", "errors", "reconnects", "dropped"), 0)
 
     @property
@@ -190,7 +191,7 @@ class GenICamSource(FrameSource):
         now = datetime.now(UTC)
         self._session = f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z"
         self._last_block_id = None
-        self._last_alive = time.monotonic()
+        self._last_alive = self._last_frame = time.monotonic()
 
     def _search_key(self) -> dict | int:
         if self._config.serial:
@@ -251,7 +252,7 @@ class GenICamSource(FrameSource):
         block_id = int(buffer.frame_id)
         self._count_gap(block_id)
         self._counters["frames"] += 1
-        self._last_alive = time.monotonic()
+        self._last_alive = self._last_frame = time.monotonic()
         meta = {
             "camera": self._device_name,
             "device_frame_id": block_id,
@@ -278,8 +279,14 @@ class GenICamSource(FrameSource):
 
     def _probe_if_quiet(self) -> None:
         """A pulled cable often shows only as silence: after `fetch_timeout` s without a frame or
-        probe, read a node past GenApi's cache; if the camera does not answer, it is lost."""
+        probe, read a node past GenApi's cache; if the camera does not answer, it is lost.
+        In free run a camera that answers but sends nothing has stalled (its acquisition was
+        stopped, its stream broke): it is lost too, so that reconnecting restarts acquisition."""
         if time.monotonic() - self._last_alive < self._config.fetch_timeout:
+            return
+        stalled = self._free_run_silence()
+        if stalled is not None:
+            self._lose(f"no frame for {stalled:.1f} s in free run (acquisition stalled)")
             return
         with self._device_lock:
             acquirer = self._acquirer
@@ -292,6 +299,16 @@ class GenICamSource(FrameSource):
             except Exception as exc:  # noqa: BLE001
                 reason = f"camera does not answer ({_describe(exc)})"
         self._lose(reason)
+
+    def _free_run_silence(self) -> float | None:
+        """Seconds without a frame in free run once that is at least `fetch_timeout` and three
+        frame periods; None while frames may still be on their way (or in trigger mode)."""
+        if self._config.trigger_mode != "off":
+            return None
+        rate = self._config.frame_rate
+        allowed = max(self._config.fetch_timeout, 3.0 / rate if rate else 0.0)
+        silent = time.monotonic() - self._last_frame
+        return silent if silent >= allowed else None
 
 
 def find_producers(configured: list[Path]) -> list[Path]:
