@@ -43,6 +43,7 @@ class Publisher:
         self.rejected = 0  # submitted while the queue to the outbox was full
         self.sent = 0
         self.acked = 0
+        self._unremoved: list[int] = []  # acknowledged, but the outbox refused to delete them
         self._was_ready = False
 
     @property
@@ -120,9 +121,11 @@ class Publisher:
 
     def _remove_acknowledged(self) -> None:
         ids = [self._inflight.pop(mid) for mid in self.mqtt.take_acks() if mid in self._inflight]
-        if ids:
-            self.acked += len(ids)
-            self.outbox.remove(ids)
+        self.acked += len(ids)
+        ids = self._unremoved + ids
+        # a full disk refuses deletes too: retry them every turn, or they would stay (and count
+        # in the outbox depth) until the next restart sends them again
+        self._unremoved = ids if ids and not self.outbox.remove(ids) else []
 
     def _send_next(self) -> None:
         room = self.max_inflight - len(self._inflight)
