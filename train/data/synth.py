@@ -28,6 +28,8 @@ from train.data.synth_defects import DRAWERS
 
 log = logging.getLogger(__name__)
 
+# Bump when the output for a given seed changes (test caches are keyed by it).
+GENERATOR_VERSION = 2
 # Images with class I, II, III defects in the paper's training data (Section 2).
 PAPER_CLASS_COUNTS = (1919, 6667, 6238)
 # Number of classes in a defective image: 1, 2 or 3 with these weights.
