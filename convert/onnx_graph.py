@@ -1,0 +1,143 @@
+"""ONNX graph helpers shared by export, the engine builders and the checks (onnx/numpy only)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from convert.errors import EngineBuildError
+from edge.errors import ModelError
+
+# Ops that may sit between the last matrix product and the output (bias, activation, plumbing).
+HEAD_TAIL_OPS = {"Sigmoid", "Add", "Identity", "Cast", "Reshape", "Squeeze", "Flatten"}
+HEAD_MATMUL_OPS = {"MatMul", "Gemm"}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str  # numpy-style name: "uint8", "float32", ...
+    shape: list  # ints, with a string for a dynamic dimension (e.g. "N")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: ONNX model not found; run convert export-onnx first")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise ModelError(f"{path}: not a readable ONNX model: {exc}") from None
+
+
+def dtype_name(elem_type: int) -> str:
+    return str(helper.tensor_dtype_to_np_dtype(elem_type))
+
+
+def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
+    tensor_type = value.type.tensor_type
+    shape = [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+        for d in tensor_type.shape.dim
+    ]
+    return TensorInfo(value.name, dtype_name(tensor_type.elem_type), shape)
+
+
+def graph_inputs(model: onnx.ModelProto) -> list[TensorInfo]:
+    """Real inputs (initializers listed as inputs by old exporters are left out)."""
+    initializers = {init.name for init in model.graph.initializer}
+    return [_tensor_info(v) for v in model.graph.input if v.name not in initializers]
+
+
+def graph_outputs(model: onnx.ModelProto) -> list[TensorInfo]:
+    return [_tensor_info(v) for v in model.graph.output]
+
+
+def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {out: node for node in model.graph.node for out in node.output}
+
+
+def consumers(model: onnx.ModelProto, tensor: str) -> list[onnx.NodeProto]:
+    return [node for node in model.graph.node if tensor in node.input]
+
+
+def head_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the classification head: output back to (and including) the last MatMul/Gemm.
+
+    Quantisation and float16 conversion leave these in FP32: compressing the sigmoid's input moves
+    scores across the per-class thresholds.
+    """
+    by_output = producers(model)
+    names: list[str] = []
+    for output in model.graph.output:
+        node = by_output.get(output.name)
+        while node is not None and node.op_type in HEAD_TAIL_OPS | HEAD_MATMUL_OPS:
+            names.append(node.name)
+            if node.op_type in HEAD_MATMUL_OPS:
+                break
+            node = by_output.get(node.input[0])
+    return names
+
+
+def name_unnamed_nodes(model: onnx.ModelProto) -> None:
+    """Give every node a unique name: block lists and parser errors refer to nodes by name."""
+    seen = {node.name for node in model.graph.node if node.name}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{index}"
+            while name in seen:
+                name += "_"
+            node.name = name
+            seen.add(name)
+
+
+def float_input_variant(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose uint8 input is float32 pixels (0..255, values unchanged).
+
+    TensorRT 8.6 takes UINT8 only as a network I/O tensor whose reader is a Cast (no UINT8
+    intermediate tensors), while float32 input works with every TensorRT version and precision;
+    so TensorRT engines take float32 pixels and the runtime casts on the host (docs/convert.md).
+    Every Cast-to-float32 that reads the input is removed and its readers read the input.
+    """
+    variant = onnx.ModelProto()
+    variant.CopyFrom(model)
+    inputs = graph_inputs(variant)
+    if len(inputs) != 1:
+        raise EngineBuildError(f"expected one model input, found {len(inputs)}")
+    name = inputs[0].name
+    value = next(v for v in variant.graph.input if v.name == name)
+    if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+        return variant
+    if value.type.tensor_type.elem_type != TensorProto.UINT8:
+        raise EngineBuildError(f"input {name!r} is {inputs[0].dtype}; expected uint8 pixels")
+    for reader in consumers(variant, name):
+        if reader.op_type != "Cast":
+            raise EngineBuildError(
+                f"input {name!r} feeds {reader.op_type} node {reader.name!r}, not a Cast; "
+                "cannot make the float32-input TensorRT variant"
+            )
+        to = next(a.i for a in reader.attribute if a.name == "to")
+        if to == TensorProto.FLOAT:
+            _bypass(variant, reader, name)
+    value.type.tensor_type.elem_type = TensorProto.FLOAT
+    onnx.checker.check_model(variant)
+    return variant
+
+
+def _bypass(model: onnx.ModelProto, node: onnx.NodeProto, replacement: str) -> None:
+    old = node.output[0]
+    if old in {o.name for o in model.graph.output}:
+        raise EngineBuildError(f"Cast node {node.name!r} writes a graph output; cannot bypass it")
+    for reader in model.graph.node:
+        for i, name in enumerate(reader.input):
+            if name == old:
+                reader.input[i] = replacement
+    model.graph.node.remove(node)
+    for value in [v for v in model.graph.value_info if v.name == old]:
+        model.graph.value_info.remove(value)
