@@ -1,0 +1,147 @@
+"""`convert export-onnx`: RUN_DIR/model.keras -> RUN_DIR/model.onnx, checked numerically.
+
+Route (the leanest of those measured, docs/performance.md "ONNX export"): a child process loads
+the Keras model, writes its probabilities on the parity tiles and exports a SavedModel; a second
+child runs the tf2onnx command line on it. This process never imports TensorFlow, so the peak
+memory is that of the larger child. The ONNX is accepted only if ONNX Runtime reproduces the
+Keras probabilities on real tiles within `PARITY_TOLERANCE`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from convert.errors import ExportError
+from convert.onnx_graph import graph_inputs, graph_outputs, name_unnamed_nodes
+from convert.tiles import parity_tiles
+from convert.trt86 import Finding, check_tensorrt86
+from edge.errors import ModelError
+from edge.modelcard import MODELCARD_FILE, ModelCard
+from edge.runtime import load_runtime
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+KERAS_FILE = "model.keras"
+DEFAULT_OPSET = 17
+PARITY_TOLERANCE = 1e-4
+PARITY_TILES = 32
+BATCH_DIM = "N"
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    max_abs_diff: float
+    tiles: int
+    tiles_source: str
+    findings: list[Finding] = field(default_factory=list)
+
+
+def run_child(command: list[str], log_path: Path, what: str, threads: int) -> None:
+    """Run a child process; on failure raise ExportError with its last error line."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    if threads:
+        for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+            env[name] = str(threads)
+        env["TF_NUM_INTEROP_THREADS"] = "1"
+    log.info("%s: %s", what, " ".join(command[1:]))
+    with open(log_path, "w") as out:
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0:
+        raise ExportError(f"{what} failed (exit {code}): {last_error_line(log_path)}")
+
+
+def last_error_line(log_path: Path) -> str:
+    lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "ERROR" in line:
+            return line[-300:]
+    return lines[-1][-300:] if lines else "no output"
+
+
+def convert_saved_model(saved_dir: Path, onnx_path: Path, card: ModelCard, opset: int,
+                        work: Path, threads: int) -> None:
+    command = [
+        sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_dir),
+        "--opset", str(opset), "--output", str(onnx_path),
+        "--rename-inputs", card.input.name, "--rename-outputs", card.output.name,
+    ]
+    run_child(command, work / "tf2onnx.log", "tf2onnx", threads)
+
+
+def finish_graph(path: Path, card: ModelCard) -> None:
+    """Check the contract (one uint8 NHWC input, one FP32 [N, C] output), name the batch axis."""
+    model = onnx.load(str(path))
+    inputs, outputs = graph_inputs(model), graph_outputs(model)
+    expected_in = [card.input.height, card.input.width, card.input.channels]
+    if len(inputs) != 1 or inputs[0].dtype != "uint8" or inputs[0].shape[1:] != expected_in:
+        raise ExportError(f"exported input {[i.as_dict() for i in inputs]}; expected one uint8 "
+                          f"[N, {', '.join(map(str, expected_in))}]")
+    if len(outputs) != 1 or outputs[0].dtype != "float32" or outputs[0].shape[1:] != [
+        len(card.classes)
+    ]:
+        raise ExportError(f"exported output {[o.as_dict() for o in outputs]}; expected one "
+                          f"float32 [N, {len(card.classes)}]")
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
+    name_unnamed_nodes(model)
+    onnx.helper.set_model_props(model, {"steel_inspect.model": card.name,
+                                        "steel_inspect.version": card.version})
+    onnx.save(model, str(path))
+
+
+def onnx_probabilities(path: Path, tiles: np.ndarray, threads: int) -> np.ndarray:
+    with load_runtime("onnxruntime", path, max_batch=8, threads=threads, warm_up=False) as rt:
+        return rt.infer_all(tiles)
+
+
+def export_onnx(
+    run_dir: Path,
+    opset: int = DEFAULT_OPSET,
+    data_dir: Path | None = None,
+    tiles: int = PARITY_TILES,
+    threads: int = 0,
+) -> ExportResult:
+    """Export RUN_DIR/model.keras to RUN_DIR/model.onnx; raise ExportError unless it is exact."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ModelError(f"{run_dir}: run folder not found")
+    card = ModelCard.load(run_dir / MODELCARD_FILE)
+    keras_path = run_dir / KERAS_FILE
+    if not keras_path.is_file():
+        raise ModelError(f"{keras_path}: Keras model not found")
+    parity, source = parity_tiles(card, run_dir, tiles, data_dir)
+    target = run_dir / ONNX_FILE
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=run_dir) as tmp:
+        work = Path(tmp)
+        np.save(work / "tiles.npy", parity)
+        worker = [sys.executable, "-m", "convert.export_worker", str(keras_path),
+                  str(work / "saved_model"), str(work / "tiles.npy"), str(work / "keras.npy")]
+        run_child(worker, work / "worker.log", "Keras model load and SavedModel export", threads)
+        candidate = work / ONNX_FILE
+        convert_saved_model(work / "saved_model", candidate, card, opset, work, threads)
+        finish_graph(candidate, card)
+        reference = np.load(work / "keras.npy")
+        diff = float(np.max(np.abs(onnx_probabilities(candidate, parity, threads) - reference)))
+        if not diff <= PARITY_TOLERANCE:  # also catches NaN
+            rejected = run_dir / (ONNX_FILE + ".rejected")
+            os.replace(candidate, rejected)
+            raise ExportError(
+                f"ONNX Runtime differs from Keras by {diff:.3g} (max abs probability, > "
+                f"{PARITY_TOLERANCE:g}) on {len(parity)} {source}; kept as {rejected}"
+            )
+        os.replace(candidate, target)
+    findings = check_tensorrt86(onnx.load(str(target)))
+    log.info("wrote %s: max abs difference to Keras %.2g on %d %s", target, diff, len(parity),
+             source)
+    return ExportResult(target, diff, len(parity), source, findings)
