@@ -1,0 +1,272 @@
+"""Build a TensorRT engine from the float32-input variant of the exported ONNX.
+
+`EngineBuilder` is a short sequence of steps: parse -> profile -> precision (+ calibrator) ->
+build. It raises `EngineBuildError` with one-line messages instead of exiting, and frees builder,
+network, parser and calibrator GPU memory in `close()`. `build_engine` runs the whole sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from convert.errors import EngineBuildError, TensorRTUnavailable
+from convert.tensorrt import require_tensorrt
+from edge.errors import ModelError
+from edge.manifest import Platform, capability_problem, probe_platform
+
+log = logging.getLogger(__name__)
+
+OOM_PATTERN = re.compile(r"out of memory|outofmemory|cudaErrorMemoryAllocation|insufficient "
+                         r"(device )?memory", re.IGNORECASE)
+HEAD_LAYER_TYPES = ("MATRIX_MULTIPLY", "FULLY_CONNECTED", "ACTIVATION", "ELEMENTWISE", "SHUFFLE",
+                    "IDENTITY", "CAST")
+MATMUL_LAYER_TYPES = ("MATRIX_MULTIPLY", "FULLY_CONNECTED")
+
+
+@dataclass
+class EngineBuildResult:
+    engine: bytes
+    platform: Platform
+    requested_precision: str
+    effective_precision: str
+    notes: list[str]
+
+
+@contextmanager
+def primary_context(cuda, device: int = 0):
+    """The GPU's primary CUDA context (the one TensorRT itself uses), current for the block."""
+    cuda.init()
+    context = cuda.Device(device).retain_primary_context()
+    context.push()
+    try:
+        yield context
+    finally:
+        cuda.Context.pop()
+        context.detach()
+
+
+def _make_logger(trt, verbose: bool):
+    class CapturingLogger(trt.ILogger):
+        """Forwards TensorRT messages to `logging` and keeps the errors for the exception."""
+
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity, msg) -> None:
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.errors.append(msg)
+                log.error("TensorRT: %s", msg)
+            elif severity == trt.ILogger.Severity.WARNING:
+                log.warning("TensorRT: %s", msg)
+            elif verbose:
+                log.debug("TensorRT: %s", msg)
+
+    return CapturingLogger()
+
+
+class EngineBuilder:
+    def __init__(self, workspace_mib: int = 1024, verbose: bool = False, device: int = 0) -> None:
+        self.trt, self.cuda = require_tensorrt()
+        try:
+            self.platform = probe_platform(device)
+        except ModelError as exc:
+            raise TensorRTUnavailable(str(exc)) from None
+        problem = capability_problem(self.platform.tensorrt_version,
+                                     self.platform.compute_capability)
+        if problem:
+            raise EngineBuildError(f"{self.platform.gpu_name}: {problem}")
+        trt = self.trt
+        self.logger = _make_logger(trt, verbose)
+        self.builder = trt.Builder(self.logger)
+        self.config = self.builder.create_builder_config()
+        self.config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+        self.network = self.parser = self.calibrator = None
+        self.notes: list[str] = []
+
+    def parse(self, model: onnx.ModelProto) -> None:
+        """Parse the ONNX; every parser error is reported with its node's name and op."""
+        trt = self.trt
+        flags = 0
+        if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT 8.x
+            flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        self.network = self.builder.create_network(flags)
+        self.parser = trt.OnnxParser(self.network, self.logger)
+        if not self.parser.parse(model.SerializeToString()):
+            errors = [self.parser.get_error(i) for i in range(self.parser.num_errors)]
+            raise EngineBuildError("TensorRT cannot parse the ONNX: " + "; ".join(
+                _describe_parser_error(error, model) for error in errors
+            ))
+
+    def add_profile(self, max_batch: int, opt_batch: int) -> None:
+        """Batch 1..max_batch, tuned for opt_batch (the tiles of one frame)."""
+        tensor = self.network.get_input(0)
+        tile = tuple(tensor.shape)[1:]
+        profile = self.builder.create_optimization_profile()
+        profile.set_shape(tensor.name, (1, *tile), (min(opt_batch, max_batch), *tile),
+                          (max_batch, *tile))
+        self.config.add_optimization_profile(profile)
+
+    def set_precision(self, requested: str) -> str:
+        """Set the builder flags; return the precision the engine really gets."""
+        trt, builder = self.trt, self.builder
+        fast_fp16, fast_int8 = builder.platform_has_fast_fp16, builder.platform_has_fast_int8
+        gpu = f"{self.platform.gpu_name} (SM {self.platform.compute_capability})"
+        if requested in ("fp16", "int8") and not fast_fp16:
+            self._note(f"{gpu} has no fast FP16: FP32 kernels are used where FP16 was allowed")
+        if requested == "int8" and not fast_int8:
+            self._note(f"{gpu} has no fast INT8: the engine is not quantised")
+        effective = "fp32"
+        if requested in ("fp16", "int8") and fast_fp16:
+            self.config.set_flag(trt.BuilderFlag.FP16)
+            effective = "fp16"
+        if requested == "int8" and fast_int8:
+            self.config.set_flag(trt.BuilderFlag.INT8)
+            effective = "int8"
+        if effective != "fp32":
+            self._keep_head_fp32()
+        return effective
+
+    def set_calibrator(self, calibrator, batch: int) -> None:
+        tensor = self.network.get_input(0)
+        tile = tuple(tensor.shape)[1:]
+        profile = self.builder.create_optimization_profile()
+        profile.set_shape(tensor.name, (batch, *tile), (batch, *tile), (batch, *tile))
+        self.config.set_calibration_profile(profile)
+        self.config.int8_calibrator = calibrator
+        self.calibrator = calibrator
+
+    def build(self, timing_cache: Path | None) -> bytes:
+        cache = self._load_timing_cache(timing_cache)
+        try:
+            serialized = self.builder.build_serialized_network(self.network, self.config)
+        except self.cuda.MemoryError as exc:
+            raise EngineBuildError(f"out of GPU memory while building ({exc}); lower "
+                                   "--max-batch or --workspace") from None
+        if serialized is None:
+            message = " | ".join(self.logger.errors[-3:]) or "no error message"
+            if OOM_PATTERN.search(message):
+                raise EngineBuildError(f"out of GPU memory while building ({message}); lower "
+                                       "--max-batch or --workspace")
+            raise EngineBuildError(f"TensorRT could not build the engine: {message}")
+        if timing_cache is not None and cache is not None:
+            Path(timing_cache).write_bytes(bytes(self.config.get_timing_cache().serialize()))
+        return bytes(serialized)
+
+    def close(self) -> None:
+        if self.calibrator is not None:
+            self.calibrator.close()
+        self.config.int8_calibrator = None
+        for name in ("calibrator", "parser", "network", "config", "builder"):
+            setattr(self, name, None)
+
+    def _load_timing_cache(self, path: Path | None):
+        if path is None:
+            return None
+        data = Path(path).read_bytes() if Path(path).is_file() else b""
+        cache = self.config.create_timing_cache(data)
+        if not self.config.set_timing_cache(cache, False):
+            log.warning("timing cache %s does not fit this TensorRT/GPU; starting afresh", path)
+            cache = self.config.create_timing_cache(b"")
+            self.config.set_timing_cache(cache, True)
+        return cache
+
+    def _keep_head_fp32(self) -> None:
+        """The last MatMul and everything after it (bias, sigmoid) compute in FP32."""
+        trt = self.trt
+        names = []
+        for layer in head_layers(self.network, trt):
+            layer.precision = trt.float32
+            for i in range(layer.num_outputs):
+                layer.set_output_type(i, trt.float32)
+            names.append(layer.name)
+        if hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):
+            self.config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        log.info("kept in FP32: %s", ", ".join(names))
+
+    def _note(self, text: str) -> None:
+        log.warning("%s", text)
+        self.notes.append(text)
+
+
+def head_layers(network, trt) -> list:
+    """Layers from the output back to (and including) the last matrix product."""
+    producer = {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        for j in range(layer.num_outputs):
+            producer[layer.get_output(j).name] = layer
+    allowed = {getattr(trt.LayerType, n) for n in HEAD_LAYER_TYPES if hasattr(trt.LayerType, n)}
+    matmul = {getattr(trt.LayerType, n) for n in MATMUL_LAYER_TYPES if hasattr(trt.LayerType, n)}
+    found = []
+    tensor = network.get_output(0)
+    while tensor is not None:
+        layer = producer.get(tensor.name)
+        if layer is None or layer.type not in allowed:
+            break
+        found.append(layer)
+        if layer.type in matmul:
+            break
+        computed = [
+            layer.get_input(k) for k in range(layer.num_inputs)
+            if layer.get_input(k) is not None
+            and getattr(producer.get(layer.get_input(k).name), "type", None)
+            != trt.LayerType.CONSTANT
+        ]
+        tensor = computed[0] if computed else None
+    return found
+
+
+def _describe_parser_error(error, model: onnx.ModelProto) -> str:
+    index = error.node()
+    name = error.node_name() if hasattr(error, "node_name") else ""
+    op = error.node_operator() if hasattr(error, "node_operator") else ""
+    if 0 <= index < len(model.graph.node):
+        node = model.graph.node[index]
+        name, op = name or node.name, op or node.op_type
+    where = f"node {index} {name!r} ({op})" if index >= 0 else "model"
+    return f"{where}: {error.desc()}"
+
+
+def build_engine(
+    model: onnx.ModelProto,
+    precision: str,
+    max_batch: int,
+    opt_batch: int,
+    *,
+    workspace_mib: int = 1024,
+    timing_cache: Path | None = None,
+    calibration_tiles: np.ndarray | None = None,
+    calibration_cache: Path | None = None,
+    verbose: bool = False,
+) -> EngineBuildResult:
+    """The whole build; `model` is the float32-input variant (convert.onnx_graph)."""
+    builder = EngineBuilder(workspace_mib, verbose)
+    with primary_context(builder.cuda):
+        try:
+            builder.parse(model)
+            builder.add_profile(max_batch, opt_batch)
+            effective = builder.set_precision(precision)
+            if effective == "int8":
+                _add_calibrator(builder, calibration_tiles, calibration_cache,
+                                min(opt_batch, max_batch))
+            engine = builder.build(timing_cache)
+        finally:
+            builder.close()  # inside the context: the calibrator frees GPU memory
+    return EngineBuildResult(engine, builder.platform, precision, effective, list(builder.notes))
+
+
+def _add_calibrator(builder: EngineBuilder, tiles, cache: Path | None, batch: int) -> None:
+    from convert.tensorrt.calibrator import TileCalibrator  # noqa: PLC0415 (subclasses trt)
+
+    if tiles is None or cache is None:
+        raise EngineBuildError("INT8 needs calibration tiles and a calibration cache path")
+    calibrator = TileCalibrator(tiles.astype(np.float32), batch, cache, builder.cuda)
+    builder.set_calibrator(calibrator, batch)

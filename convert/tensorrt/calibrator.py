@@ -1,0 +1,76 @@
+"""INT8 entropy calibrator fed by training-split tiles, with a cache file.
+
+The cache file name carries the ONNX hash and the calibration data hash (`cache_name`), so a
+cache is reused only for the same model and the same tiles.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import tensorrt as trt
+from tqdm import tqdm
+
+from convert.errors import EngineBuildError
+
+log = logging.getLogger(__name__)
+
+
+def cache_name(onnx_sha256: str, data_sha256: str) -> str:
+    return f"calibration-{onnx_sha256[:16]}-{data_sha256[:16]}.cache"
+
+
+class TileCalibrator(trt.IInt8EntropyCalibrator2):
+    """Feeds `tiles` (already in the engine's input dtype) in batches of exactly `batch`."""
+
+    def __init__(self, tiles: np.ndarray, batch: int, cache_path: Path, cuda) -> None:
+        super().__init__()
+        self.cache_path = Path(cache_path)
+        self.batch = batch
+        usable = len(tiles) - len(tiles) % batch
+        if usable == 0:
+            raise EngineBuildError(
+                f"{len(tiles)} calibration tiles are fewer than one batch of {batch}; "
+                "raise --calib-images"
+            )
+        self.tiles = np.ascontiguousarray(tiles[:usable])
+        self.position = 0
+        self._cuda = cuda
+        try:
+            self._device = cuda.mem_alloc(self.tiles[:batch].nbytes)
+        except cuda.MemoryError as exc:
+            raise EngineBuildError(f"out of GPU memory for the calibration batch ({exc})") from None
+        self._bar = None
+
+    def get_batch_size(self) -> int:
+        return self.batch
+
+    def get_batch(self, names):
+        if self.position >= len(self.tiles):
+            return None
+        if self._bar is None:
+            self._bar = tqdm(total=len(self.tiles), desc="INT8 calibration", unit="tile")
+        chunk = self.tiles[self.position : self.position + self.batch]
+        self._cuda.memcpy_htod(self._device, chunk)
+        self.position += self.batch
+        self._bar.update(len(chunk))
+        return [int(self._device)]
+
+    def read_calibration_cache(self):
+        if self.cache_path.is_file():
+            log.info("using the calibration cache %s", self.cache_path)
+            return self.cache_path.read_bytes()
+        return None
+
+    def write_calibration_cache(self, cache) -> None:
+        self.cache_path.write_bytes(bytes(cache))
+        log.info("wrote the calibration cache %s", self.cache_path)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._device is not None:
+            self._device.free()
+            self._device = None

@@ -1,0 +1,154 @@
+"""TensorRT backend (pycuda): one CUDA context and stream, buffers allocated once for max batch.
+
+`tensorrt` and `pycuda` are imported inside the class, so `edge` works without them. Engines built
+by `convert build-engine` take float32 pixels (TensorRT 8.6 takes UINT8 only in limited ways, see
+docs/convert.md); `infer` still takes uint8 tiles like every runtime and casts them into the
+pinned input buffer. Only API present in TensorRT 8.6 and 10 is used (named tensors,
+set_input_shape, set_tensor_address, execute_async_v3).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ModelError
+from edge.manifest import INSTALL_HINT, REBUILD
+from edge.runtime.base import InputSpec, Runtime
+
+log = logging.getLogger(__name__)
+
+
+def _import_tensorrt():
+    try:
+        import pycuda.driver as cuda  # noqa: PLC0415
+        import tensorrt as trt  # noqa: PLC0415
+    except ImportError as exc:
+        raise ModelError(f"the tensorrt backend needs tensorrt and pycuda ({exc}); "
+                         f"{INSTALL_HINT}") from None
+    return trt, cuda
+
+
+class TensorRTRuntime(Runtime):
+    backend = "tensorrt"
+
+    def __init__(
+        self, path: Path, max_batch: int = 8, threads: int = 0, warm_up: bool = True,
+        device: int = 0,
+    ) -> None:
+        trt, cuda = _import_tensorrt()
+        self._trt, self._cuda = trt, cuda
+        self._context = self._engine = self._execution = self._runtime = None
+        self._buffers: list = []
+        try:
+            cuda.init()
+            self._context = cuda.Device(device).retain_primary_context()
+        except cuda.Error as exc:
+            raise ModelError(f"no usable CUDA GPU {device} ({exc})") from None
+        self._context.push()
+        try:
+            self._load(Path(path), max_batch)
+        except BaseException:
+            self._free()
+            raise
+        finally:
+            cuda.Context.pop()
+            if self._engine is None:
+                self._detach()
+        if warm_up:
+            self.warm_up()
+
+    def _load(self, path: Path, max_batch: int) -> None:
+        trt, cuda = self._trt, self._cuda
+        if not path.is_file():
+            raise ModelError(f"{path}: engine not found")
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if self._engine is None:
+            raise ModelError(
+                f"{path}: TensorRT {trt.__version__} cannot load this engine; {REBUILD}"
+            )
+        self._input, self._output = _io_names(trt, self._engine, path)
+        shape = tuple(self._engine.get_tensor_shape(self._input))
+        profile_max = tuple(self._engine.get_tensor_profile_shape(self._input, 0)[2])[0]
+        self._spec = InputSpec(self._input, shape[1], shape[2], shape[3],
+                               max_batch=min(max_batch, profile_max))
+        self._num_outputs = int(tuple(self._engine.get_tensor_shape(self._output))[1])
+        self.engine_input_dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._input)))
+        output_dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._output)))
+        self._execution = self._engine.create_execution_context()
+        self._stream = cuda.Stream()
+        batch = self._spec.max_batch
+        try:
+            self._host_in = cuda.pagelocked_empty((batch, *shape[1:]), self.engine_input_dtype)
+            self._host_out = cuda.pagelocked_empty((batch, self._num_outputs), output_dtype)
+            self._device_in = cuda.mem_alloc(self._host_in.nbytes)
+            self._device_out = cuda.mem_alloc(self._host_out.nbytes)
+        except cuda.MemoryError as exc:
+            raise ModelError(f"{path}: out of GPU memory for batch {batch} ({exc})") from None
+        self._buffers = [self._device_in, self._device_out]
+        self._execution.set_tensor_address(self._input, int(self._device_in))
+        self._execution.set_tensor_address(self._output, int(self._device_out))
+        log.info("TensorRT engine %s: input %s %s, max batch %d", path.name,
+                 self.engine_input_dtype, shape[1:], batch)
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return self._spec
+
+    @property
+    def num_outputs(self) -> int:
+        return self._num_outputs
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = self.check_batch(batch)
+        n = len(batch)
+        cuda = self._cuda
+        host_in, host_out = self._host_in[:n], self._host_out[:n]
+        np.copyto(host_in, batch, casting="unsafe")  # uint8 -> float32 pixels, values unchanged
+        self._context.push()
+        try:
+            self._execution.set_input_shape(self._input, tuple(batch.shape))
+            cuda.memcpy_htod_async(self._device_in, host_in, self._stream)
+            if not self._execution.execute_async_v3(self._stream.handle):
+                raise ModelError(f"TensorRT execution failed for a batch of {n}")
+            cuda.memcpy_dtoh_async(host_out, self._device_out, self._stream)
+            self._stream.synchronize()
+        finally:
+            cuda.Context.pop()
+        return host_out.astype(np.float32, copy=True)
+
+    def close(self) -> None:
+        if self._context is None:
+            return
+        self._context.push()
+        try:
+            self._free()
+        finally:
+            self._cuda.Context.pop()
+            self._detach()
+
+    def _free(self) -> None:
+        """Free the device buffers, the execution context and the engine (context pushed)."""
+        for buffer in self._buffers:
+            buffer.free()
+        self._buffers = []
+        self._execution = self._engine = self._runtime = None
+        self._host_in = self._host_out = None
+
+    def _detach(self) -> None:
+        if self._context is not None:
+            context, self._context = self._context, None
+            context.detach()
+
+
+def _io_names(trt, engine, path: Path) -> tuple[str, str]:
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"{path}: expected 1 input and 1 output, found {inputs} and {outputs}")
+    return inputs[0], outputs[0]
