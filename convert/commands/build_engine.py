@@ -1,11 +1,71 @@
-"""Placeholder: this command is being written."""
+"""`convert build-engine --run RUN_DIR --out PATH`: build an engine and gate it on test F1."""
 
-from edge.errors import SteelInspectError
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _drop(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be an absolute F1 drop in [0, 1], got {value}")
+    return value
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--run", required=True, type=Path,
+                        help="run folder with modelcard.json and model.onnx")
+    parser.add_argument("--out", required=True, type=Path, help="engine file to write")
+    parser.add_argument("--precision", choices=("fp16", "fp32", "int8"), default="fp16",
+                        help="requested precision (default fp16; see docs/convert.md)")
+    parser.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt",
+                        help="tensorrt (GPU line PCs, default) or onnxruntime (CPU)")
+    parser.add_argument("--max-batch", type=_positive, default=8,
+                        help="largest batch the engine takes (default 8; 7 tiles per frame)")
+    parser.add_argument("--calib-images", type=_positive, default=64,
+                        help="INT8: training-split images whose tiles calibrate (default 64)")
+    parser.add_argument("--max-f1-drop", type=_drop, default=0.01,
+                        help="largest allowed absolute F1 drop per class (default 0.01)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="data folder, if it moved since training (default: the card's)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
+    parser.add_argument("--workspace", type=_positive, default=1024, metavar="MIB",
+                        help="TensorRT builder workspace limit in MiB (default 1024)")
+    parser.add_argument("--timing-cache", type=Path, default=None,
+                        help="TensorRT timing cache file (default: .tensorrt-timing.cache "
+                             "beside --out)")
 
 
 def run(args) -> int:
-    raise SteelInspectError("not implemented yet")
+    from convert.build import BuildOptions, build_and_gate, raise_if_failed  # noqa: PLC0415
+
+    options = BuildOptions(
+        run=args.run, out=args.out, precision=args.precision, backend=args.backend,
+        max_batch=args.max_batch, calib_images=args.calib_images, max_f1_drop=args.max_f1_drop,
+        data=args.data, threads=args.threads, workspace_mib=args.workspace,
+        timing_cache=args.timing_cache, verbose=args.verbose,
+    )
+    outcome = build_and_gate(options)
+    manifest = outcome.manifest
+    print(outcome.report.format_table())
+    for note in manifest["precision_notes"]:
+        print(f"note: {note}")
+    print(f"{manifest['backend']} {manifest['backend_version']}: precision requested "
+          f"{manifest['requested_precision']}, effective {manifest['effective_precision']}")
+    raise_if_failed(outcome)
+    print(f"wrote {outcome.path} and {outcome.path.name}.json")
+    return 0

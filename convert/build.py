@@ -1,0 +1,203 @@
+"""`convert build-engine`: build a candidate, gate it, and write PATH + PATH.json or reject it.
+
+The candidate is built at PATH.building; it becomes PATH (with its manifest PATH.json) only if
+the gate passes. A rejected candidate goes to PATH.rejected (+ PATH.rejected.json) and nothing
+is left at PATH, not even an engine an earlier build put there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convert import ort_engine
+from convert.errors import GateFailed
+from convert.gate import GateReport, run_gate
+from convert.manifest import build_manifest, write_manifest
+from convert.onnx_graph import float_input_variant, graph_inputs, graph_outputs, load_onnx
+from convert.tiles import calibration_tiles, open_run_data, tiles_sha256
+from convert.trt86 import blocking, check_tensorrt86
+from edge.errors import ModelError
+from edge.model import file_sha256, manifest_path
+from edge.modelcard import MODELCARD_FILE, ModelCard
+from edge.runtime import load_runtime
+from edge.tiling import tile_boxes
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+PRECISIONS = ("fp16", "fp32", "int8")
+BACKENDS = ("tensorrt", "onnxruntime")
+TILES_PER_FRAME = len(tile_boxes(256, 1600))  # a Severstal 1600x256 frame: 7 tiles
+
+
+@dataclass
+class BuildOptions:
+    run: Path
+    out: Path
+    precision: str = "fp16"
+    backend: str = "tensorrt"
+    max_batch: int = 8
+    calib_images: int = 64
+    max_f1_drop: float = 0.01
+    data: Path | None = None
+    threads: int = 0
+    workspace_mib: int = 1024
+    timing_cache: Path | None = None
+    verbose: bool = False
+
+
+@dataclass
+class Candidate:
+    path: Path
+    backend_version: str
+    platform: object  # edge.manifest.Platform for TensorRT, None for ONNX Runtime
+    effective_precision: str
+    notes: list[str]
+    engine_input: object  # convert.onnx_graph.TensorInfo
+    engine_output: object
+    calibration: dict | None
+
+
+@dataclass
+class BuildOutcome:
+    path: Path  # PATH, or PATH.rejected
+    manifest: dict
+    report: GateReport
+
+    @property
+    def passed(self) -> bool:
+        return self.report.passed
+
+
+def rejected_path(out: Path) -> Path:
+    return out.with_name(out.name + ".rejected")
+
+
+def _calibration(opts: BuildOptions, folder, splits, onnx_sha: str) -> tuple[np.ndarray, dict]:
+    tiles = calibration_tiles(folder, splits, opts.calib_images * TILES_PER_FRAME)
+    data_sha = tiles_sha256(tiles)
+    cache = opts.out.parent / f".calibration-{opts.backend}-{onnx_sha[:16]}-{data_sha[:16]}.cache"
+    info = {"split": "train", "images": opts.calib_images, "tiles": int(len(tiles)),
+            "data_sha256": data_sha, "cache": str(cache)}
+    return tiles, info
+
+
+def _build_onnxruntime(opts, onnx_path: Path, staging: Path, calib) -> Candidate:
+    import onnxruntime  # noqa: PLC0415
+
+    if opts.precision == "fp32":
+        ort_engine.build_fp32(onnx_path, staging)
+    elif opts.precision == "fp16":
+        ort_engine.build_fp16(onnx_path, staging)
+    else:
+        tiles, info = calib
+        ort_engine.build_int8(onnx_path, staging, tiles, Path(info["cache"]))
+    model = load_onnx(staging)
+    return Candidate(staging, onnxruntime.__version__, None, opts.precision, [],
+                     graph_inputs(model)[0], graph_outputs(model)[0],
+                     calib[1] if calib else None)
+
+
+def _build_tensorrt(opts, onnx_path: Path, staging: Path, calib) -> Candidate:
+    from convert.tensorrt.builder import build_engine  # noqa: PLC0415
+
+    variant = float_input_variant(load_onnx(onnx_path))
+    for finding in blocking(check_tensorrt86(variant)):
+        log.warning("TensorRT 8.6 %s", finding)
+    result = build_engine(
+        variant, opts.precision, opts.max_batch, TILES_PER_FRAME,
+        workspace_mib=opts.workspace_mib,
+        timing_cache=opts.timing_cache or opts.out.parent / ".tensorrt-timing.cache",
+        calibration_tiles=calib[0] if calib else None,
+        calibration_cache=Path(calib[1]["cache"]) if calib else None,
+        verbose=opts.verbose,
+    )
+    staging.write_bytes(result.engine)
+    return Candidate(staging, result.platform.tensorrt_version, result.platform,
+                     result.effective_precision, result.notes, graph_inputs(variant)[0],
+                     graph_outputs(variant)[0],
+                     calib[1] if calib and result.effective_precision == "int8" else None)
+
+
+def _gate(opts, card, folder, splits, candidate: Candidate, onnx_path: Path) -> GateReport:
+    label = f"{opts.backend} {candidate.effective_precision}"
+    runtime = load_runtime(opts.backend, candidate.path, max_batch=opts.max_batch,
+                           threads=opts.threads)
+    try:
+        same_as_onnx = opts.backend == "onnxruntime" and opts.precision == "fp32"
+        if same_as_onnx:
+            return run_gate(card, folder, splits, runtime.infer_all, label, opts.max_f1_drop)
+        with load_runtime("onnxruntime", onnx_path, max_batch=opts.max_batch,
+                          threads=opts.threads) as reference:
+            return run_gate(card, folder, splits, runtime.infer_all, label, opts.max_f1_drop,
+                            onnx_fp32=reference.infer_all)
+    finally:
+        runtime.close()
+
+
+def _remove(path: Path) -> None:
+    if path.exists():
+        log.warning("removing %s", path)
+        path.unlink()
+
+
+def _publish(staging: Path, target: Path, manifest: dict) -> None:
+    os.replace(staging, target)
+    write_manifest(manifest_path(target), manifest)
+
+
+def build_and_gate(opts: BuildOptions) -> BuildOutcome:
+    """Build, gate, and publish at opts.out (pass) or opts.out.rejected (fail)."""
+    run, out = Path(opts.run), Path(opts.out)
+    if not run.is_dir():
+        raise ModelError(f"{run}: run folder not found")
+    card = ModelCard.load(run / MODELCARD_FILE)
+    onnx_path = run / ONNX_FILE
+    load_onnx(onnx_path)  # a clear error before any work if it is missing or broken
+    if out.is_dir():
+        raise ModelError(f"{out}: --out is a folder; give the engine's file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    folder, splits = open_run_data(card, run, opts.data)
+    calib = None
+    if opts.precision == "int8":
+        calib = _calibration(opts, folder, splits, file_sha256(onnx_path))
+    staging = out.with_name(out.name + ".building")
+    try:
+        builder = _build_tensorrt if opts.backend == "tensorrt" else _build_onnxruntime
+        candidate = builder(opts, onnx_path, staging, calib)
+        report = _gate(opts, card, folder, splits, candidate, onnx_path)
+        manifest = build_manifest(
+            card=card, engine_path=staging, onnx_path=onnx_path, backend=opts.backend,
+            backend_version=candidate.backend_version, platform=candidate.platform,
+            requested_precision=opts.precision, effective_precision=candidate.effective_precision,
+            notes=candidate.notes, engine_input=candidate.engine_input,
+            engine_output=candidate.engine_output, max_batch=opts.max_batch,
+            opt_batch=min(TILES_PER_FRAME, opts.max_batch), gate=report,
+            calibration=candidate.calibration,
+        )
+        manifest["engine_file"] = out.name
+        target = out if report.passed else rejected_path(out)
+        other = rejected_path(out) if report.passed else out
+        _remove(other)
+        _remove(manifest_path(other))
+        _publish(staging, target, manifest)
+    finally:
+        if staging.exists():
+            staging.unlink()
+    return BuildOutcome(target, manifest, report)
+
+
+def raise_if_failed(outcome: BuildOutcome) -> None:
+    if outcome.passed:
+        return
+    report = outcome.report
+    raise GateFailed(
+        f"gate failed for {', '.join(report.failing_columns())} (max F1 drop "
+        f"{report.max_drop:g}): {'; '.join(str(f) for f in report.failures)}; "
+        f"candidate kept as {outcome.path}"
+    )

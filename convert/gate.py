@@ -1,0 +1,218 @@
+"""The F1 gate: a candidate engine may not lose more than `max_drop` F1 against the Keras model.
+
+The reference is the Keras model's test F1 recorded in the model card at training time, so the
+gate also catches a broken export. The candidate runs, through an `edge.runtime` backend, over
+exactly the tiles training evaluated (`train.evaluation.score_split` with the card's settings):
+per-class F1 at the card's thresholds plus defect-free F1, for crops and for frames. Beside it:
+the FP32 ONNX, and the candidate with thresholds re-selected on its own validation crops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from edge.errors import ModelError
+from edge.modelcard import ModelCard
+from edge.tiling import tile_boxes
+from train.evaluation import EvalSettings, crop_scores, metrics_of, score_split
+from train.metrics import best_thresholds
+
+log = logging.getLogger(__name__)
+
+VIEWS = ("crops", "frames")
+DEFECT_FREE = "defect-free"
+EPSILON = 1e-9  # F1 drops equal to the limit pass
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Failure:
+    view: str
+    column: str
+    reference: float
+    candidate: float
+
+    @property
+    def drop(self) -> float:
+        return self.reference - self.candidate
+
+    def __str__(self) -> str:
+        return (f"{self.view} {self.column} F1 {self.reference:.3f} -> {self.candidate:.3f} "
+                f"(drop {self.drop:.3f})")
+
+
+@dataclass
+class GateReport:
+    columns: list[str]  # class names + defect-free
+    sizes: dict[str, int]  # samples per view
+    rows: dict[str, dict[str, list[float]]]  # view -> row label -> F1 per column
+    candidate_label: str
+    max_drop: float
+    thresholds: list[float]
+    reselected_thresholds: list[float]
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def failing_columns(self) -> list[str]:
+        return sorted({f.column for f in self.failures})
+
+    def to_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "max_f1_drop": self.max_drop,
+            "reference": "keras test F1 from the model card",
+            "candidate": self.candidate_label,
+            "columns": self.columns,
+            "sizes": self.sizes,
+            "rows": self.rows,
+            "thresholds": self.thresholds,
+            "reselected_thresholds": self.reselected_thresholds,
+            "failures": [
+                {"view": f.view, "column": f.column, "reference": f.reference,
+                 "candidate": f.candidate, "drop": f.drop}
+                for f in self.failures
+            ],
+        }
+
+    def format_table(self) -> str:
+        width = max(10, *(len(c) for c in self.columns))
+        label_width = max(len(label) for rows in self.rows.values() for label in rows) + 2
+        lines = [f"F1 gate on the test split (max drop {self.max_drop:.3f}, absolute)"]
+        for view in VIEWS:
+            head = f"{view} (n={self.sizes[view]})"
+            lines.append(f"{head:<{label_width}}" + "".join(f" {c:>{width}}" for c in self.columns))
+            for label, values in self.rows[view].items():
+                lines.append(f"  {label:<{label_width - 2}}"
+                             + "".join(f" {v:>{width}.3f}" for v in values))
+            lines.append(f"  {'drop':<{label_width - 2}}" + "".join(
+                f" {self._drop_cell(view, c):>{width}}" for c in self.columns))
+        if self.passed:
+            lines.append("verdict: PASS")
+        else:
+            lines.append(f"verdict: FAIL ({', '.join(self.failing_columns())}): "
+                         + "; ".join(str(f) for f in self.failures))
+        return "\n".join(lines)
+
+    def _drop_cell(self, view: str, column: str) -> str:
+        rows = self.rows[view]
+        i = self.columns.index(column)
+        drop = rows[REFERENCE_ROW][i] - rows[self.candidate_label][i]
+        failed = any(f.view == view and f.column == column for f in self.failures)
+        return f"{drop:+.3f}" + (" FAIL" if failed else "")
+
+
+REFERENCE_ROW = "keras (model card)"
+
+
+def f1_row(table: dict) -> list[float]:
+    """Per-class F1 then defect-free F1 of a train.metrics.metrics_table."""
+    return [float(c["f1"]) for c in table["classes"]] + [float(table["defect_free"]["f1"])]
+
+
+def reference_rows(card: ModelCard) -> dict[str, list[float]]:
+    test = card.metrics.get("test") or {}
+    missing = [v for v in VIEWS if v not in test]
+    if missing:
+        raise ModelError(f"model card has no test metrics for {', '.join(missing)}; "
+                         "re-run train evaluate to record them")
+    return {view: f1_row(test[view]) for view in VIEWS}
+
+
+def eval_settings(card: ModelCard) -> EvalSettings:
+    raw = card.data.get("evaluation")
+    if not raw:
+        raise ModelError("model card has no data.evaluation settings (seed, crops per image)")
+    return EvalSettings.from_dict(raw)
+
+
+class _Progress:
+    """A tqdm bar over the tiles a predictor sees."""
+
+    def __init__(self, predict: Predictor, desc: str, total: int) -> None:
+        self.predict = predict
+        self.bar = tqdm(total=total, desc=desc, unit="tile", leave=False)
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        scores = self.predict(tiles)
+        self.bar.update(len(tiles))
+        return scores
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _tile_count(folder, ids: list[str], settings: EvalSettings, views) -> int:
+    per_frame = len(tile_boxes(folder.height, folder.width, settings.tile, settings.frame_stride))
+    per_image = {"crops": settings.crops_per_image, "frames": per_frame}
+    return len(ids) * sum(per_image[v] for v in views)
+
+
+def score_test(predict: Predictor, folder, splits: dict, settings: EvalSettings, desc: str):
+    ids = list(splits["test"])
+    progress = _Progress(predict, desc, _tile_count(folder, ids, settings, VIEWS))
+    try:
+        return score_split(progress, folder, ids, settings)
+    finally:
+        progress.close()
+
+
+def reselect_thresholds(predict: Predictor, folder, splits: dict, settings: EvalSettings):
+    """Thresholds chosen on the candidate's validation crops, as training chose the card's."""
+    ids = list(splits.get("validation") or [])
+    if not ids:
+        raise ModelError("the run's splits have no validation images")
+    progress = _Progress(predict, "gate: validation crops", _tile_count(folder, ids, settings,
+                                                                         ("crops",)))
+    try:
+        scored = crop_scores(progress, folder, ids, settings)
+    finally:
+        progress.close()
+    thresholds, _ = best_thresholds(scored.labels, scored.scores)
+    return thresholds
+
+
+def run_gate(
+    card: ModelCard,
+    folder,
+    splits: dict,
+    candidate: Predictor,
+    candidate_label: str,
+    max_drop: float,
+    onnx_fp32: Predictor | None = None,
+) -> GateReport:
+    """Score the candidate (and the FP32 ONNX, when given) and compare with the card."""
+    settings = eval_settings(card)
+    reference = reference_rows(card)
+    scored = score_test(candidate, folder, splits, settings, f"gate: {candidate_label}")
+    measured = metrics_of(scored, card.thresholds)
+    reselected = reselect_thresholds(candidate, folder, splits, settings)
+    with_reselected = metrics_of(scored, reselected)
+    onnx_metrics = None
+    if onnx_fp32 is not None:
+        onnx_metrics = metrics_of(score_test(onnx_fp32, folder, splits, settings,
+                                             "gate: onnx fp32"), card.thresholds)
+    rows: dict[str, dict[str, list[float]]] = {}
+    failures = []
+    columns = [*card.class_names, DEFECT_FREE]
+    for view in VIEWS:
+        rows[view] = {REFERENCE_ROW: reference[view]}
+        if onnx_metrics is not None:
+            rows[view]["onnx fp32"] = f1_row(onnx_metrics[view])
+        rows[view][candidate_label] = f1_row(measured[view])
+        rows[view][f"{candidate_label}, re-selected thresholds"] = f1_row(with_reselected[view])
+        for column, ref, value in zip(columns, reference[view], rows[view][candidate_label],
+                                      strict=True):
+            if ref - value > max_drop + EPSILON:
+                failures.append(Failure(view, column, ref, value))
+    sizes = {view: int(measured[view]["n"]) for view in VIEWS}
+    return GateReport(columns, sizes, rows, candidate_label, max_drop, list(card.thresholds),
+                      [float(t) for t in reselected], failures)
