@@ -31,7 +31,10 @@ DEFAULT_CONFIG_PATH = Path("/etc/steel-inspect/edge.toml")
 
 def _resolve_path(path: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
-    path = path.expanduser()
+    try:
+        path = path.expanduser()
+    except RuntimeError:  # ~name of a user this machine does not know
+        raise ValueError(f"cannot expand {str(path).split('/')[0]}: no such user") from None
     return path if path.is_absolute() or base is None else Path(base) / path
 
 
@@ -56,7 +59,8 @@ TopicLevel = Annotated[str, AfterValidator(_check_topic_level)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf/nan would pass the range checks and break timers later (e.g. a join(inf) at shutdown)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Backoff(Section):
