@@ -72,6 +72,18 @@ def load_card(path: Path, manifest: dict | None) -> ModelCard:
     return ModelCard.load(card_path)
 
 
+def input_mismatch(spec, card: ModelCard) -> str | None:
+    """Why the runtime's input does not take the card's tiles (None if it does)."""
+    got = (spec.height, spec.width, spec.channels)
+    want = (card.input.height, card.input.width, card.input.channels)
+    if got == want:
+        return None
+    return (
+        f"input {spec.name} is [N, {', '.join(map(str, got))}] (NHWC) but the model card says "
+        f"[N, {', '.join(map(str, want))}]; the model and its card do not belong together"
+    )
+
+
 def load_model(path: Path, backend: str, **runtime_options) -> LoadedModel:
     path = Path(path)
     if not path.is_file():
@@ -94,6 +106,10 @@ def load_model(path: Path, backend: str, **runtime_options) -> LoadedModel:
             f"{path}: model has {runtime.num_outputs} outputs but its card names "
             f"{len(card.classes)} classes"
         )
+    problem = input_mismatch(runtime.input_spec, card)
+    if problem:
+        runtime.close()
+        raise ModelError(f"{path}: {problem}")
     return LoadedModel(
         runtime=runtime, card=card, path=path, sha256=file_sha256(path), manifest=manifest
     )
