@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 _BACKENDS = {
     "onnxruntime": "edge.runtime.onnxruntime:OnnxRuntime",
     "tensorrt": "edge.runtime.tensorrt:TensorRTRuntime",
+    "null": "edge.runtime.null:NullRuntime",  # fixed probabilities: tests and benchmarks
 }
 
 
