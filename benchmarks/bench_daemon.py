@@ -1,0 +1,322 @@
+"""Daemon overhead: everything but the model, per 1600x256 Mono8 frame, on one core.
+
+    .venv/bin/python benchmarks/bench_daemon.py [--frames 3000] [--cpu N | --no-pin] [--profile]
+
+The model is the null runtime (`edge.runtime.null`: fixed probabilities, no inference), so what is
+timed is the daemon itself: tiling and batching, thresholds, event building, JSON, the SQLite
+outbox (appends synced to disk) and QoS 1 publishing to a real mosquitto started on a free
+loopback port. Three cases: no defects (no events), one class on every tile (one event of 7
+defects per frame) and all three classes on every tile (21 defects per frame).
+
+Two tables:
+- stages: each step alone in one thread, microseconds per frame (the outbox step stores the
+  events of 5 frames per transaction, what one publisher turn holds at 1000 frames/s);
+- daemon: the real `edge.daemon.Daemon` (grabber, inference and publisher threads, paho) fed from
+  memory as fast as it takes frames, without drops; timed from the first frame until the broker
+  acknowledged the last event. CPU ms per frame counts every thread of this process; the broker's
+  CPU is shown apart. The process is pinned to one CPU (the broker is not) unless --no-pin.
+
+--profile runs the daemon case under cProfile (every thread) and prints the top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import io
+import os
+import platform
+import pstats
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fixtures.broker
+
+from edge.config import parse_config  # noqa: E402
+from edge.daemon import Daemon  # noqa: E402
+from edge.events import DefectRule, EventBuilder, model_info  # noqa: E402
+from edge.model import LoadedModel  # noqa: E402
+from edge.modelcard import ClassInfo, ModelCard  # noqa: E402
+from edge.outbox import Outbox  # noqa: E402
+from edge.pipeline import FrameProcessor  # noqa: E402
+from edge.runtime import load_runtime  # noqa: E402
+from edge.sdnotify import SdNotifier  # noqa: E402
+from edge.sources.base import CameraState, Frame, FrameSource  # noqa: E402
+from tests.fixtures.broker import Broker  # noqa: E402
+
+WIDTH, HEIGHT = 1600, 256
+CLASS_NAMES = ("rolled-in scale", "scratches", "rolling films")
+CASES = {
+    "no defects": (0.1, 0.2, 0.3),
+    "1 class x 7 tiles": (0.9, 0.2, 0.3),
+    "3 classes x 7 tiles": (0.9, 0.8, 0.7),
+}
+FRAMES_PER_TURN = 5
+THREAD_ROLES = ("grabber", "inference", "publisher", "mqtt", "MainThread")
+
+
+class MemorySource(FrameSource):
+    """`count` frames from a small pool of random images, as fast as they are read, after go()."""
+
+    def __init__(self, count: int, pool: list[np.ndarray]) -> None:
+        self._count = count
+        self._pool = pool
+        self._sent = 0
+        self._go = threading.Event()
+        self._state = CameraState.CONNECTING
+
+    @property
+    def state(self) -> CameraState:
+        return self._state
+
+    def open(self) -> None:
+        self._state = CameraState.OK
+
+    def go(self) -> None:
+        self._go.set()
+
+    def read(self, timeout: float) -> Frame | None:
+        if not self._go.wait(timeout) or self._state is not CameraState.OK:
+            return None
+        if self._sent >= self._count:
+            self._state = CameraState.FINISHED
+            return None
+        image = self._pool[self._sent % len(self._pool)]
+        self._sent += 1
+        return Frame(frame_id=f"f{self._sent:06d}", timestamp=time.time(), image=image)
+
+    def close(self) -> None:
+        self._state = CameraState.STOPPED
+
+
+def frame_pool(count: int = 8) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (HEIGHT, WIDTH), dtype=np.uint8) for _ in range(count)]
+
+
+def null_model(probabilities) -> LoadedModel:
+    card = ModelCard(
+        name="null", arch="null", version="bench", created=dt.datetime.now(dt.UTC).isoformat(),
+        classes=[ClassInfo(id=i + 1, name=n) for i, n in enumerate(CLASS_NAMES)],
+        thresholds=[0.5, 0.5, 0.5],
+    )
+    runtime = load_runtime("null", Path("null"), probabilities=probabilities, max_batch=8)
+    return LoadedModel(runtime=runtime, card=card, path=Path("null"), sha256="0" * 64,
+                       manifest=None)
+
+
+def daemon_config(workdir: Path, host: str = "127.0.0.1", port: int = 1883):
+    return parse_config({
+        "site": {"line": "L1", "camera": "cam1"},
+        "camera": {"type": "replay", "path": str(workdir)},  # unused: the source is given
+        "model": {"path": "null", "max_batch": 8},
+        "mqtt": {"host": host, "port": port, "stats_interval": 1.0,
+                 "max_inflight": 100, "flush_timeout": 30.0},
+        "outbox": {"path": str(workdir / "outbox.sqlite")},
+        "pipeline": {"frame_queue": 16},
+        "logging": {"level": "WARNING"},
+    })
+
+
+def time_stages(probabilities, workdir: Path, frames: int) -> dict[str, float]:
+    """Microseconds per frame of each step alone (one thread)."""
+    config = daemon_config(workdir)
+    model = null_model(probabilities)
+    rule = DefectRule(model.card, config.events)
+    processor = FrameProcessor(model, rule, config.tiling)
+    builder = EventBuilder(config.site, model_info(model.card, model.sha256))
+    pool = frame_pool()
+    outbox = Outbox(workdir / f"stages-{os.getpid()}-{time.monotonic_ns()}.sqlite", 10**9, "L1/c")
+    times = dict.fromkeys(("tile + batch", "runtime (null)", "thresholds", "event", "outbox"), 0.0)
+    pending: list[dict] = []
+    for i in range(frames):
+        image = pool[i % len(pool)]
+        t0 = time.perf_counter()
+        tiles = _tile_and_batch(processor, image)
+        t1 = time.perf_counter()
+        probs = processor.runtime.infer_all(tiles[1])
+        t2 = time.perf_counter()
+        defects = rule.defects(probs, tiles[0].boxes)
+        t3 = time.perf_counter()
+        if defects:
+            pending.append(builder.build(Frame(f"f{i}", time.time(), image), defects))
+        t4 = time.perf_counter()
+        if len(pending) >= FRAMES_PER_TURN:
+            outbox.append(pending, "steel-inspect/L1/cam1/defects")
+            pending = []
+        t5 = time.perf_counter()
+        for key, spent in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+            times[key] += spent
+    outbox.close()
+    times = {k: v / frames * 1e6 for k, v in times.items()}
+    times["sum"] = sum(times.values())
+    return times
+
+
+def _tile_and_batch(processor: FrameProcessor, image: np.ndarray):
+    from edge.tiling import tile_frame  # noqa: PLC0415
+
+    tiles = tile_frame(image, tile=processor.tile, stride=processor.stride)
+    batch = processor._batch_for(len(tiles))
+    tiles.stack(out=batch[..., 0])
+    return tiles, batch
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pid: int | str) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of each live thread of this process, by role (paho's loop is 'mqtt')."""
+    seconds: dict[str, float] = {}
+    for thread in threading.enumerate():
+        role = "mqtt" if thread.name.startswith("paho") else thread.name
+        try:
+            seconds[role] = seconds.get(role, 0.0) + process_cpu_seconds(
+                f"{os.getpid()}/task/{thread.native_id}"
+            )
+        except (OSError, TypeError):
+            continue  # ended meanwhile
+    return seconds
+
+
+def run_daemon(probabilities, workdir: Path, broker: Broker, frames: int) -> dict:
+    source = MemorySource(frames, frame_pool())
+    config = daemon_config(workdir, broker.host, broker.port)
+    daemon = Daemon(config, model=null_model(probabilities), source=source,
+                    notifier=SdNotifier(""), lossless=True)
+    daemon.start()
+    try:
+        if not daemon.mqtt.ready.wait(10):
+            raise SystemExit(f"bench_daemon: broker not ready ({daemon.mqtt.state})")
+        load = os.getloadavg()[0]
+        threads0 = thread_cpu_seconds()
+        cpu0, broker0, wall0 = cpu_seconds(), process_cpu_seconds(broker._process.pid), \
+            time.perf_counter()
+        source.go()
+        while not (daemon.pipeline.finished and daemon.publisher.acked >= daemon.stats.events
+                   and daemon.publisher.idle):
+            time.sleep(0.01)
+        wall = time.perf_counter() - wall0
+        cpu = cpu_seconds() - cpu0
+        threads = thread_cpu_seconds()
+        broker_cpu = process_cpu_seconds(broker._process.pid) - broker0
+    finally:
+        daemon.shutdown(flush_timeout=5.0)
+    stats = daemon.stats
+    overhead = np.asarray(stats.overhead_ms)
+    return {
+        "frames": stats.frames_processed,
+        "events": daemon.publisher.acked,
+        "dropped": daemon.pipeline.frames.dropped + daemon.publisher.rejected,
+        "fps": stats.frames_processed / wall,
+        "cpu_ms": cpu / stats.frames_processed * 1e3,
+        "broker_ms": broker_cpu / stats.frames_processed * 1e3,
+        "overhead": np.percentile(overhead, [50, 99]),
+        "load": (load, os.getloadavg()[0]),
+        "threads": {
+            role: (threads[role] - threads0.get(role, 0.0)) / stats.frames_processed * 1e3
+            for role in THREAD_ROLES if role in threads
+        },
+    }
+
+
+def profiled(function, *args):
+    """Run function under cProfile in this thread and in every thread it starts."""
+    profiles: list[cProfile.Profile] = []
+    original_run = threading.Thread.run
+
+    def run_profiled(self):
+        profile = cProfile.Profile()
+        profiles.append(profile)
+        profile.runcall(original_run, self)
+
+    threading.Thread.run = run_profiled
+    main = cProfile.Profile()
+    try:
+        result = main.runcall(function, *args)
+    finally:
+        threading.Thread.run = original_run
+    out = io.StringIO()
+    stats = pstats.Stats(main, stream=out)
+    for profile in profiles:
+        stats.add(profile)
+    stats.sort_stats("tottime").print_stats(25)
+    print(out.getvalue())
+    return result
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=3000, help="frames per daemon case")
+    parser.add_argument("--cpu", type=int, default=os.cpu_count() - 1,
+                        help="CPU this process is pinned to (default the last one)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
+    parser.add_argument("--profile", action="store_true", help="cProfile the daemon cases")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated subset of: {', '.join(CASES)}")
+    args = parser.parse_args()
+    cases = [c.strip() for c in args.cases.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
+        workdir = Path(tmp)
+        broker = Broker(workdir / "broker")
+        broker.start()  # before pinning: the broker is not counted on our core
+        try:
+            if not args.no_pin:
+                os.sched_setaffinity(0, {args.cpu})  # threads started later inherit it
+            stage_rows = []
+            for name in cases:
+                stage = time_stages(CASES[name], workdir, min(args.frames, 2000))
+                stage_rows.append([name, *(f"{v:.0f}" for v in stage.values())])
+            daemon_rows, thread_rows = [], []
+            for name in cases:
+                run = profiled if args.profile else (lambda f, *a: f(*a))
+                r = run(run_daemon, CASES[name], workdir / name.replace(" ", "-"), broker,
+                        args.frames)
+                daemon_rows.append([
+                    name, str(r["frames"]), str(r["events"]), str(r["dropped"]),
+                    f"{r['fps']:.0f}", f"{r['cpu_ms']:.3f}", f"{r['broker_ms']:.3f}",
+                    f"{r['overhead'][0]:.3f} / {r['overhead'][1]:.3f}",
+                    f"{r['load'][0]:.2f} / {r['load'][1]:.2f}",
+                ])
+                thread_rows.append(
+                    [name, *(f"{r['threads'].get(role, 0.0):.3f}" for role in THREAD_ROLES)]
+                )
+        finally:
+            broker.stop()
+    pin = "not pinned" if args.no_pin else f"pinned to CPU {args.cpu}"
+    print(f"daemon overhead: {WIDTH}x{HEIGHT} Mono8 frames, null runtime, mosquitto on loopback, "
+          f"{pin}; {os.cpu_count()} CPU cores, {platform.machine()}, "
+          f"python {platform.python_version()}")
+    print("\nstages, one thread (us per frame; outbox: 5 frames' events per transaction)")
+    print_table(["case", "tile + batch", "runtime (null)", "thresholds", "event", "outbox", "sum"],
+                stage_rows)
+    print(f"\ndaemon, {args.frames} frames per case (lossless), until the last PUBACK")
+    print_table(["case", "frames", "events acked", "dropped", "frames/s", "CPU ms/frame",
+                 "broker CPU ms/frame", "overhead p50 / p99 ms", "load avg before / after"],
+                daemon_rows)
+    print("\nthe daemon's CPU by thread (ms per frame)")
+    print_table(["case", *THREAD_ROLES], thread_rows)
+
+
+if __name__ == "__main__":
+    main()
