@@ -41,6 +41,8 @@ def read_gray(path: Path) -> np.ndarray:
         data = path.read_bytes()
     except OSError as exc:
         raise UnreadableImage(f"cannot read ({exc.strerror})") from None
+    if not data:
+        raise UnreadableImage("empty file")  # cv2.imdecode raises on an empty buffer
     if path.suffix.lower() in _JPEG_SUFFIXES and _JPEG_END not in data[-_JPEG_TAIL:]:
         raise UnreadableImage("truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
