@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _HARD_LIMIT_SLACK = 16 << 20
+_DELETE_CHUNK = 500  # ids per DELETE statement, well under SQLite's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -145,10 +146,8 @@ class Outbox:
             with self._db:
                 sizes = [
                     row[0]
-                    for i in ids
-                    for row in self._db.execute(
-                        "DELETE FROM events WHERE id = ? RETURNING LENGTH(payload)", (i,)
-                    )
+                    for start in range(0, len(ids), _DELETE_CHUNK)
+                    for row in self._delete(ids[start : start + _DELETE_CHUNK])
                 ]
         except sqlite3.Error as exc:
             self._failed(f"cannot remove {len(ids)} acknowledged events", exc)
@@ -156,6 +155,12 @@ class Outbox:
         self._depth -= len(sizes)
         self._bytes -= sum(sizes)
         return True
+
+    def _delete(self, ids: list[int]) -> list[tuple[int]]:
+        marks = ",".join("?" * len(ids))
+        return self._db.execute(
+            f"DELETE FROM events WHERE id IN ({marks}) RETURNING LENGTH(payload)", ids
+        ).fetchall()
 
     def close(self) -> None:
         try:
