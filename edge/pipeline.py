@@ -1,7 +1,8 @@
 """The frame pipeline: grabber thread -> frame queue -> inference thread -> event sink.
 
 The grabber reads the source and queues frames (dropping the oldest when inference lags). The
-inference thread tiles each frame with `edge.tiling.tile_frame`, runs the tiles in batches,
+inference thread tiles each frame with `edge.tiling.tile_frame` (the tile layout is computed once
+per frame size, then tiles are copied straight into the batch), runs the tiles in batches,
 applies the thresholds and hands an event to the sink (the publisher's non-blocking `submit`)
 for every frame with a defect. Each loop checks its stop event at least every `_POLL_S` seconds.
 The inference loop kicks the systemd watchdog on every turn, so a stuck runtime stops the pings.
@@ -64,20 +65,34 @@ class FrameProcessor:
         self.stride = tiling.stride_for(self.tile)
         self.roi = tiling.roi
         self._batch = np.zeros((0, *spec.tile_shape), dtype=np.uint8)
+        self._layout_shape: tuple[int, ...] | None = None
+        self._corners: list[tuple[int, int]] = []
+        self._boxes = np.zeros((0, 4), dtype=np.int32)
 
     def process(self, image: np.ndarray) -> tuple[list[dict], float]:
         """Defects of one frame and the seconds spent inside the runtime."""
-        image, (dx, dy) = self._crop(image)
-        tiles = tile_frame(image, tile=self.tile, stride=self.stride)
-        batch = self._batch_for(len(tiles))
-        tiles.stack(out=batch[..., 0] if batch.shape[-1] == 1 else batch)
+        image, offset = self._crop(image)
+        corners, boxes = self._layout(image, offset)
+        batch = self._batch_for(len(corners))
+        tiles = batch[..., 0] if batch.shape[-1] == 1 else batch
+        size = self.tile
+        for i, (x, y) in enumerate(corners):
+            tiles[i] = image[y : y + size, x : x + size]
         started = time.perf_counter()
         probabilities = self.runtime.infer_all(batch)
         inference_s = time.perf_counter() - started
-        boxes = tiles.boxes
-        if dx or dy:
-            boxes = boxes + np.array([dx, dy, 0, 0], dtype=boxes.dtype)
         return self.rule.defects(probabilities, boxes), inference_s
+
+    def _layout(
+        self, image: np.ndarray, offset: tuple[int, int]
+    ) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """Tile corners in `image` and boxes in frame pixels; computed once per frame shape."""
+        if image.shape != self._layout_shape:
+            boxes = tile_frame(image, tile=self.tile, stride=self.stride).boxes
+            self._corners = [(int(x), int(y)) for x, y, _, _ in boxes]
+            self._boxes = boxes + np.array([*offset, 0, 0], dtype=boxes.dtype)
+            self._layout_shape = image.shape
+        return self._corners, self._boxes
 
     def _crop(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         roi = self.roi
