@@ -46,13 +46,14 @@ class DefectRule:
         tiles, classes = np.nonzero(probabilities >= self._cut[None, :])
         if not len(tiles):
             return []
-        scores = probabilities[tiles, classes].tolist()
+        # float32 x 1e6 is exact in float64, so this equals Python's round(score, 6), faster
+        scores = np.round(probabilities[tiles, classes].astype(np.float64), 6).tolist()
         tile_boxes = np.asarray(boxes)[tiles].tolist()
         return [
             {
                 "class_id": self.class_ids[c],
                 "class_name": self.class_names[c],
-                "score": round(score, 6),
+                "score": score,
                 "threshold": self._threshold_values[c],
                 "box": box,
             }
