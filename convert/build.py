@@ -18,7 +18,13 @@ from convert import ort_engine
 from convert.errors import GateFailed
 from convert.gate import GateReport, run_gate
 from convert.manifest import build_manifest, write_manifest
-from convert.onnx_graph import float_input_variant, graph_inputs, graph_outputs, load_onnx
+from convert.onnx_graph import (
+    check_contract,
+    float_input_variant,
+    graph_inputs,
+    graph_outputs,
+    load_onnx,
+)
 from convert.tiles import calibration_tiles, open_run_data, tiles_sha256
 from convert.trt86 import blocking, check_tensorrt86
 from edge.errors import ModelError
@@ -154,11 +160,15 @@ def _publish(staging: Path, target: Path, manifest: dict) -> None:
 def build_and_gate(opts: BuildOptions) -> BuildOutcome:
     """Build, gate, and publish at opts.out (pass) or opts.out.rejected (fail)."""
     run, out = Path(opts.run), Path(opts.out)
+    if opts.backend == "tensorrt":
+        from convert.tensorrt import require_tensorrt  # noqa: PLC0415
+
+        require_tensorrt()  # the install hint before any work
     if not run.is_dir():
         raise ModelError(f"{run}: run folder not found")
     card = ModelCard.load(run / MODELCARD_FILE)
     onnx_path = run / ONNX_FILE
-    load_onnx(onnx_path)  # a clear error before any work if it is missing or broken
+    check_contract(load_onnx(onnx_path), card, onnx_path)  # before any work: the right model?
     if out.is_dir():
         raise ModelError(f"{out}: --out is a folder; give the engine's file name")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 
 from convert.errors import ExportError
-from convert.onnx_graph import graph_inputs, graph_outputs, name_unnamed_nodes
+from convert.onnx_graph import check_contract, name_unnamed_nodes
 from convert.tiles import parity_tiles
 from convert.trt86 import Finding, check_tensorrt86
 from edge.errors import ModelError
@@ -82,16 +82,7 @@ def convert_saved_model(saved_dir: Path, onnx_path: Path, card: ModelCard, opset
 def finish_graph(path: Path, card: ModelCard) -> None:
     """Check the contract (one uint8 NHWC input, one FP32 [N, C] output), name the batch axis."""
     model = onnx.load(str(path))
-    inputs, outputs = graph_inputs(model), graph_outputs(model)
-    expected_in = [card.input.height, card.input.width, card.input.channels]
-    if len(inputs) != 1 or inputs[0].dtype != "uint8" or inputs[0].shape[1:] != expected_in:
-        raise ExportError(f"exported input {[i.as_dict() for i in inputs]}; expected one uint8 "
-                          f"[N, {', '.join(map(str, expected_in))}]")
-    if len(outputs) != 1 or outputs[0].dtype != "float32" or outputs[0].shape[1:] != [
-        len(card.classes)
-    ]:
-        raise ExportError(f"exported output {[o.as_dict() for o in outputs]}; expected one "
-                          f"float32 [N, {len(card.classes)}]")
+    check_contract(model, card, "exported ONNX")
     for value in (*model.graph.input, *model.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
     name_unnamed_nodes(model)
@@ -103,6 +94,22 @@ def finish_graph(path: Path, card: ModelCard) -> None:
 def onnx_probabilities(path: Path, tiles: np.ndarray, threads: int) -> np.ndarray:
     with load_runtime("onnxruntime", path, max_batch=8, threads=threads, warm_up=False) as rt:
         return rt.infer_all(tiles)
+
+
+def check_parity(
+    candidate: Path, tiles: np.ndarray, reference: np.ndarray, source: str, rejected: Path,
+    threads: int = 0,
+) -> float:
+    """Max abs probability difference ONNX Runtime vs Keras; over the limit, the candidate is
+    moved to `rejected` and ExportError names the difference."""
+    diff = float(np.max(np.abs(onnx_probabilities(candidate, tiles, threads) - reference)))
+    if not diff <= PARITY_TOLERANCE:  # also catches NaN
+        os.replace(candidate, rejected)
+        raise ExportError(
+            f"ONNX Runtime differs from Keras by {diff:.3g} (max abs probability, > "
+            f"{PARITY_TOLERANCE:g}) on {len(tiles)} {source}; kept as {rejected}"
+        )
+    return diff
 
 
 def export_onnx(
@@ -132,14 +139,8 @@ def export_onnx(
         convert_saved_model(work / "saved_model", candidate, card, opset, work, threads)
         finish_graph(candidate, card)
         reference = np.load(work / "keras.npy")
-        diff = float(np.max(np.abs(onnx_probabilities(candidate, parity, threads) - reference)))
-        if not diff <= PARITY_TOLERANCE:  # also catches NaN
-            rejected = run_dir / (ONNX_FILE + ".rejected")
-            os.replace(candidate, rejected)
-            raise ExportError(
-                f"ONNX Runtime differs from Keras by {diff:.3g} (max abs probability, > "
-                f"{PARITY_TOLERANCE:g}) on {len(parity)} {source}; kept as {rejected}"
-            )
+        diff = check_parity(candidate, parity, reference, source,
+                            run_dir / (ONNX_FILE + ".rejected"), threads)
         os.replace(candidate, target)
     findings = check_tensorrt86(onnx.load(str(target)))
     log.info("wrote %s: max abs difference to Keras %.2g on %d %s", target, diff, len(parity),

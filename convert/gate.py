@@ -139,7 +139,7 @@ class _Progress:
 
     def __init__(self, predict: Predictor, desc: str, total: int) -> None:
         self.predict = predict
-        self.bar = tqdm(total=total, desc=desc, unit="tile", leave=False)
+        self.bar = tqdm(total=total, desc=desc, unit="tile", leave=False, disable=None)
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
         scores = self.predict(tiles)

@@ -59,6 +59,21 @@ def graph_outputs(model: onnx.ModelProto) -> list[TensorInfo]:
     return [_tensor_info(v) for v in model.graph.output]
 
 
+def check_contract(model: onnx.ModelProto, card, where) -> None:
+    """One uint8 [N, H, W, C] input and one float32 [N, classes] output, as the card says."""
+    inputs, outputs = graph_inputs(model), graph_outputs(model)
+    tile = [card.input.height, card.input.width, card.input.channels]
+    if len(inputs) != 1 or inputs[0].dtype != "uint8" or inputs[0].shape[1:] != tile:
+        found = ", ".join(f"{i.name} {i.dtype} {i.shape}" for i in inputs)
+        raise ModelError(f"{where}: input {found} does not match the model card "
+                         f"(uint8 [N, {', '.join(map(str, tile))}])")
+    classes = len(card.classes)
+    if len(outputs) != 1 or outputs[0].dtype != "float32" or outputs[0].shape[1:] != [classes]:
+        found = ", ".join(f"{o.name} {o.dtype} {o.shape}" for o in outputs)
+        raise ModelError(f"{where}: output {found} does not match the model card "
+                         f"(float32 [N, {classes}] for {classes} classes)")
+
+
 def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     return {out: node for node in model.graph.node for out in node.output}
 

@@ -90,8 +90,13 @@ def _op_findings(model: onnx.ModelProto) -> list[Finding]:
 
 
 def _tensor_types(model: onnx.ModelProto) -> dict[str, int]:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    known = {opset.domain for opset in copy.opset_import}
+    for domain in {node.domain for node in copy.graph.node} - known - {"ai.onnx"}:
+        copy.opset_import.append(onnx.helper.make_opsetid(domain, 1))  # lets inference skip it
     try:
-        inferred = shape_inference.infer_shapes(model)
+        inferred = shape_inference.infer_shapes(copy)
     except Exception:  # a model too odd for shape inference: check only the declared types
         inferred = model
     graph = inferred.graph

@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.data",
     "tests.fixtures.model",
+    "tests.fixtures.convert",
     "tests.fixtures.broker",
     "tests.fixtures.camera",
     "tests.fixtures.edge_daemon",

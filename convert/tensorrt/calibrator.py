@@ -51,7 +51,8 @@ class TileCalibrator(trt.IInt8EntropyCalibrator2):
         if self.position >= len(self.tiles):
             return None
         if self._bar is None:
-            self._bar = tqdm(total=len(self.tiles), desc="INT8 calibration", unit="tile")
+            self._bar = tqdm(total=len(self.tiles), desc="INT8 calibration", unit="tile",
+                             disable=None)
         chunk = self.tiles[self.position : self.position + self.batch]
         self._cuda.memcpy_htod(self._device, chunk)
         self.position += self.batch

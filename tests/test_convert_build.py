@@ -1,0 +1,164 @@
+"""`convert build-engine --backend onnxruntime`: candidates, the F1 gate, the manifest, refusals."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import onnx
+import pytest
+
+from convert.onnx_graph import graph_outputs, head_nodes
+from edge.model import file_sha256, load_model
+from edge.modelcard import ModelCard
+from tests.fixtures.convert import THREADS, copy_run, negate_head, run_convert, tile_batch
+
+COMMON = ("--backend", "onnxruntime", "--threads", THREADS)
+
+
+def build(capsys, run, out, precision, *extra):
+    return run_convert(capsys, "build-engine", "--run", run, "--out", out,
+                       "--precision", precision, *COMMON, *extra)
+
+
+def test_fp32_passes_and_writes_the_manifest(exported_run, tmp_path, capsys):
+    run = exported_run.path.parent
+    out = tmp_path / "engines" / "model-fp32.onnx"
+    result = build(capsys, run, out, "fp32")
+    assert result.code == 0, result.err
+    assert "verdict: PASS" in result.out
+    manifest = json.loads((tmp_path / "engines" / "model-fp32.onnx.json").read_text())
+    card = ModelCard.load(run / "modelcard.json")
+    assert manifest["manifest_version"] == 1
+    assert ModelCard.from_dict(manifest["card"]) == card
+    assert manifest["onnx_sha256"] == file_sha256(exported_run.path)
+    assert manifest["engine_sha256"] == file_sha256(out) == file_sha256(exported_run.path)
+    assert manifest["backend"] == "onnxruntime" and manifest["backend_version"]
+    assert manifest["gpu"] is None
+    assert (manifest["requested_precision"], manifest["effective_precision"]) == ("fp32", "fp32")
+    assert manifest["input"] == {"name": "image", "dtype": "uint8", "shape": ["N", 256, 256, 1],
+                                 "host_dtype": "uint8", "host_cast": None}
+    assert manifest["output"] == {"name": "probabilities", "dtype": "float32",
+                                  "shape": ["N", len(card.classes)]}
+    assert manifest["max_batch"] == 8 and manifest["opt_batch"] == 7
+    assert manifest["classes"] == card.class_names
+    assert manifest["thresholds"] == card.thresholds
+    gate = manifest["gate"]
+    assert gate["passed"] is True and gate["max_f1_drop"] == 0.01
+    reference = gate["rows"]["crops"]["keras (model card)"]
+    assert reference[:-1] == [c["f1"] for c in card.metrics["test"]["crops"]["classes"]]
+    # the ONNX itself reproduces training's own evaluation: same tiles, same F1
+    assert gate["rows"]["crops"]["onnxruntime fp32"] == pytest.approx(reference, abs=1e-9)
+    loaded = load_model(out, "onnxruntime", max_batch=4, threads=1)
+    assert loaded.thresholds == card.thresholds
+    assert loaded.runtime.infer(tile_batch(3)).shape == (3, len(card.classes))
+    loaded.close()
+
+
+def test_fp16_passes_with_an_fp32_head_and_output(exported_run, tmp_path, capsys):
+    out = tmp_path / "model-fp16.onnx"
+    result = build(capsys, exported_run.path.parent, out, "fp16")
+    assert result.code == 0, result.out + result.err
+    model = onnx.load(str(out))
+    assert graph_outputs(model)[0].dtype == "float32"
+    weights = {i.name: i for i in model.graph.initializer}
+    conv_types = {weights[n.input[1]].data_type for n in model.graph.node if n.op_type == "Conv"}
+    assert conv_types == {onnx.TensorProto.FLOAT16}
+    nodes = {n.name: n for n in model.graph.node}
+    matmul = next(nodes[h] for h in head_nodes(model) if nodes[h].op_type in ("MatMul", "Gemm"))
+    assert weights[matmul.input[1]].data_type == onnx.TensorProto.FLOAT
+    manifest = json.loads(out.with_name(out.name + ".json").read_text())
+    assert manifest["effective_precision"] == "fp16"
+    assert "onnx fp32" in manifest["gate"]["rows"]["frames"]
+
+
+def test_int8_gate_is_reported_honestly(exported_run, tmp_path, capsys):
+    out = tmp_path / "model-int8.onnx"
+    result = build(capsys, exported_run.path.parent, out, "int8", "--calib-images", 4)
+    assert result.code in (0, 3), result.err
+    assert "F1 gate on the test split" in result.out and "onnxruntime int8" in result.out
+    passed = "verdict: PASS" in result.out
+    assert passed == (result.code == 0)
+    written = out if passed else out.with_name(out.name + ".rejected")
+    manifest = json.loads(written.with_name(written.name + ".json").read_text())
+    assert manifest["gate"]["passed"] is passed
+    calibration = manifest["calibration"]
+    assert calibration["split"] == "train" and calibration["tiles"] == 4 * 7
+    assert (tmp_path / re.sub(r".*/", "", calibration["cache"])).is_file()
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(written)).graph.node)
+
+
+def test_broken_candidate_fails_with_exit_3_and_nothing_at_path(exported_run, tmp_path, capsys):
+    run = copy_run(exported_run.path.parent, tmp_path / "run")
+    negate_head(exported_run.path, run / "model.onnx")
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"an engine an earlier build left here")
+    out.with_name("model.onnx.json").write_text("{}")
+    result = build(capsys, run, out, "fp32")
+    assert result.code == 3
+    assert not out.exists() and not out.with_name("model.onnx.json").exists()
+    rejected = tmp_path / "model.onnx.rejected"
+    assert rejected.is_file() and rejected.with_name(rejected.name + ".json").is_file()
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith("convert build-engine: error: gate failed for ")
+    failing = line.split("gate failed for ")[1].split(" (max F1 drop")[0].split(", ")
+    card = ModelCard.load(run / "modelcard.json")
+    assert set(failing) <= {*card.class_names, "defect-free"}
+    (verdict,) = [ln for ln in result.out.splitlines() if ln.startswith("verdict:")]
+    assert verdict.startswith("verdict: FAIL") and all(name in verdict for name in failing)
+    assert " FAIL" in result.out.split("verdict")[0]  # the drop row marks the failing cells
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--precision", "fp8"], "invalid choice: 'fp8'"),
+        (["--backend", "openvino"], "invalid choice: 'openvino'"),
+        (["--max-batch", "0"], "must be >= 1"),
+        (["--max-f1-drop", "2"], "in [0, 1]"),
+        (["--calib-images", "many"], "not an integer"),
+    ],
+)
+def test_bad_flags_are_refused(tmp_path, capsys, argv, message):
+    result = run_convert(capsys, "build-engine", "--run", tmp_path, "--out", tmp_path / "e", *argv)
+    assert result.code == 2 and message in result.err
+
+
+def test_missing_inputs_give_one_line_errors(exported_run, tmp_path, capsys):
+    missing = build(capsys, tmp_path / "nope", tmp_path / "e.onnx", "fp32")
+    no_onnx = copy_run(exported_run.path.parent, tmp_path / "no-onnx")
+    (no_onnx / "model.onnx").unlink()
+    not_exported = build(capsys, no_onnx, tmp_path / "e.onnx", "fp32")
+    for result, message in ((missing, "run folder not found"),
+                            (not_exported, "run convert export-onnx first")):
+        assert result.code == 2
+        (line,) = result.err.strip().splitlines()
+        assert message in line and line.startswith("convert build-engine: error:")
+
+
+def test_wrong_model_is_refused_before_building(exported_run, tmp_path, capsys):
+    run = copy_run(exported_run.path.parent, tmp_path / "run")
+    raw = json.loads((run / "modelcard.json").read_text())
+    raw["classes"].append({"id": len(raw["classes"]) + 1, "name": "extra"})
+    raw["thresholds"].append(0.5)
+    (run / "modelcard.json").write_text(json.dumps(raw))
+    result = build(capsys, run, tmp_path / "e.onnx", "fp32")
+    assert result.code == 2
+    assert "does not match the model card" in result.err
+    assert not list(tmp_path.glob("e.onnx*"))
+
+
+def test_tensorrt_backend_without_tensorrt_names_the_extra(exported_run, tmp_path, capsys):
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("tensorrt is importable here; tests/test_tensorrt.py covers it")
+    except ImportError:
+        pass
+    result = run_convert(capsys, "build-engine", "--run", exported_run.path.parent,
+                         "--out", tmp_path / "e.plan")
+    assert result.code == 2
+    (line,) = result.err.strip().splitlines()
+    assert "tensorrt is not importable" in line and "pip install steel-inspect[tensorrt]" in line
+    assert "8.6.1" in line and ">= 10" in line
+    assert not list(tmp_path.glob("e.plan*"))

@@ -1,0 +1,88 @@
+"""`convert export-onnx` on the trained tiny model: the ONNX contract and parity with Keras."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from convert.errors import ExportError
+from convert.export import PARITY_TOLERANCE, check_parity, onnx_probabilities
+from convert.onnx_graph import graph_inputs, graph_outputs
+from convert.tiles import parity_tiles
+from edge.modelcard import ModelCard
+from tests.fixtures.convert import THREADS, copy_run, run_convert
+
+
+def test_export_writes_the_contract(exported_run):
+    model = onnx.load(str(exported_run.path))
+    card = ModelCard.load(exported_run.path.parent / "modelcard.json")
+    (image,), (probabilities,) = graph_inputs(model), graph_outputs(model)
+    assert (image.name, image.dtype, image.shape) == ("image", "uint8", ["N", 256, 256, 1])
+    assert probabilities.name == "probabilities"
+    assert (probabilities.dtype, probabilities.shape) == ("float32", ["N", len(card.classes)])
+    assert model.graph.node[-1].op_type == "Sigmoid"  # the head computes in FP32, no rounding
+    assert exported_run.tiles_source.startswith("test-split tiles")
+
+
+def test_export_matches_keras_on_real_tiles(exported_run):
+    """Recomputed here, independently of the export's own check: Keras vs ONNX Runtime."""
+    from train.models import load_keras_model
+
+    run = exported_run.path.parent
+    card = ModelCard.load(run / "modelcard.json")
+    tiles, source = parity_tiles(card, run, 16, seed=5)
+    keras = np.asarray(load_keras_model(run / "model.keras").predict_on_batch(tiles))
+    onnx_out = onnx_probabilities(exported_run.path, tiles, THREADS)
+    assert "test-split" in source
+    assert np.max(np.abs(onnx_out - keras)) <= PARITY_TOLERANCE
+    assert exported_run.max_abs_diff <= PARITY_TOLERANCE
+    assert onnx_out.std() > 0  # a real model, not a constant
+
+
+def test_parity_failure_rejects_with_the_measured_difference(exported_run, tmp_path):
+    candidate = tmp_path / "model.onnx"
+    shutil.copyfile(exported_run.path, candidate)
+    tiles = np.random.default_rng(1).integers(0, 256, (4, 256, 256, 1), dtype=np.uint8)
+    reference = onnx_probabilities(candidate, tiles, THREADS)
+    assert check_parity(candidate, tiles, reference, "tiles", tmp_path / "r.onnx") == 0.0
+    shifted = reference.copy()
+    shifted[2, 1] += 3e-4
+    with pytest.raises(ExportError, match=r"differs from Keras by 0\.0003 .*> 0\.0001"):
+        check_parity(candidate, tiles, shifted, "tiles", tmp_path / "model.onnx.rejected")
+    assert not candidate.exists() and (tmp_path / "model.onnx.rejected").is_file()
+
+
+def test_parity_falls_back_to_synthetic_tiles_when_the_data_is_gone(exported_run, tmp_path):
+    run = exported_run.path.parent
+    raw = json.loads((run / "modelcard.json").read_text())
+    raw["data"]["folder"] = str(tmp_path / "gone")
+    card = ModelCard.from_dict(raw)
+    tiles, source = parity_tiles(card, run, 6)
+    assert tiles.shape == (6, 256, 256, 1) and tiles.dtype == np.uint8
+    assert "synthetic" in source and "gone" in source
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--run", "{tmp}/missing"], "run folder not found"),
+        (["--run", "{tmp}/empty"], "model card not found"),
+        (["--run", "{tmp}/nokeras"], "model.keras: Keras model not found"),
+        (["--run", "{tmp}/x", "--opset", "11"], "invalid choice"),
+        (["--run", "{tmp}/x", "--tiles", "0"], "must be >= 1"),
+    ],
+)
+def test_bad_inputs_give_one_line_errors(exported_run, tmp_path, capsys, argv, message):
+    (tmp_path / "empty").mkdir()
+    nokeras = copy_run(exported_run.path.parent, tmp_path / "nokeras")
+    (nokeras / "model.keras").unlink()
+    result = run_convert(capsys, "export-onnx", *[a.format(tmp=tmp_path) for a in argv])
+    assert result.code == 2
+    assert message in result.err
+    assert "Traceback" not in result.err
+    if "invalid choice" not in message and ">= 1" not in message:
+        assert len(result.err.strip().splitlines()) == 1
