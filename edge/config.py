@@ -8,6 +8,7 @@ raised as one-line `ConfigError`s naming the file and the key, e.g.
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -25,6 +26,8 @@ from pydantic import (
 )
 
 from edge.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = Path("/etc/steel-inspect/edge.toml")
 
@@ -271,11 +274,24 @@ class MqttConfig(Section):
         if path is None:
             return None
         key = "password_file" if self.password_file is not None else "password_credential"
+        _warn_if_others_can_read(path, key)
         try:
             lines = path.read_text().splitlines()
         except OSError as exc:
             raise ConfigError(f"mqtt.{key}: cannot read {path}: {exc.strerror}") from None
         return lines[0] if lines else ""
+
+
+def _warn_if_others_can_read(path: Path, key: str) -> None:
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return  # reading it fails next, with the reason
+    if mode & 0o077:
+        log.warning(
+            "mqtt.%s: %s can be read by other users (mode %04o); make it readable by the "
+            "daemon's user only (chmod 600)", key, path, mode,
+        )
 
 
 class OutboxConfig(Section):
