@@ -7,4 +7,6 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.camera",
     "tests.fixtures.edge_daemon",
+    "tests.fixtures.tls",
+    "tests.fixtures.reliability",
 ]

@@ -1,0 +1,303 @@
+"""Reliability: bad input anywhere gives a clear one-line error or is skipped and counted.
+
+- replay frames that are truncated, corrupt, empty or of the wrong size, inside the daemon;
+- configuration files fuzzed with hypothesis (types, ranges, unknown and missing keys, broken
+  TOML, raw bytes) through load_config and `edge check --config-only`, and a few end to end;
+- ONNX models whose input does not fit the model card;
+- `train fit` on a folder with a malformed train.csv.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+
+from edge.cli import main as edge_main
+from edge.config import EdgeConfig, load_config, parse_config
+from edge.errors import ConfigError, ModelError
+from edge.model import load_model
+from edge.sources.replay import UnreadableImage, read_gray
+from tests.fixtures.broker import Subscriber
+from tests.fixtures.edge_daemon import (
+    daemon_sections,
+    frame_with_tiles,
+    toml_value,
+    validate_messages,
+    write_config,
+    write_frames,
+    write_mean_model,
+)
+from tests.fixtures.reliability import running_daemon, wait_until
+
+# -- replay frames ------------------------------------------------------------------------------
+
+
+def test_daemon_skips_counts_and_logs_bad_frames(tmp_path, mqtt_broker, mean_model, caplog):
+    good = {f"{i:02d}-good.png": frame_with_tiles([200, 0]) for i in range(0, 12, 2)}
+    images = write_frames(tmp_path / "frames", good)
+    ok, jpeg = cv2.imencode(".jpg", frame_with_tiles([200, 0]))
+    assert ok
+    jpeg = jpeg.tobytes()
+    unreadable = {
+        "01-truncated.jpg": jpeg[: len(jpeg) // 2],
+        "03-corrupt.jpg": jpeg[:200] + bytes(range(256)) * 4 + jpeg[-2:],
+        "05-empty.png": b"",
+        "07-text.png": b"this is not an image\n",
+    }
+    for name, data in unreadable.items():
+        (images / name).write_bytes(data)
+    write_frames(images, {"09-small.png": frame_with_tiles([200]),
+                          "11-tall.png": frame_with_tiles([200, 0], height=300)})
+    subscriber = Subscriber(mqtt_broker.host, mqtt_broker.port, "steel-inspect/#")
+    config = parse_config(daemon_sections(tmp_path, mqtt_broker, mean_model, images))
+    try:
+        with running_daemon(config, lossless=True) as daemon:
+            assert wait_until(lambda: daemon.pipeline.finished and daemon.publisher.idle)
+            assert wait_until(lambda: len(subscriber.messages("/defects")) == len(good))
+            assert wait_until(lambda: subscriber.payloads("/stats")[-1:] and
+                              subscriber.payloads("/stats")[-1]["frames_processed"] == len(good))
+        stats = subscriber.payloads("/stats")[-1]
+        validate_messages(subscriber.messages())
+    finally:
+        subscriber.close()
+    assert sorted(e["frame_id"] for e in subscriber.payloads("/defects")) == sorted(good)
+    assert stats["camera_counters"]["skipped_unreadable"] == len(unreadable)
+    assert stats["camera_counters"]["skipped_size"] == 2
+    assert stats["frames_failed"] == 0
+    for name in [*unreadable, "09-small.png", "11-tall.png"]:
+        assert f"replay: skipping {images / name}: " in caplog.text
+    assert "09-small.png: image is 256x256, expected 512x256" in caplog.text
+
+
+ENCODED = {suffix: cv2.imencode(suffix, frame_with_tiles([200, 40]))[1].tobytes()
+           for suffix in (".jpg", ".png", ".bmp", ".tif")}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    suffix=st.sampled_from(sorted(ENCODED)),
+    cut=st.integers(min_value=0, max_value=4096),
+    noise=st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), max_size=8),
+)
+def test_damaged_image_files_decode_or_are_unreadable(fuzz_dir, suffix, cut, noise):
+    data = bytearray(ENCODED[suffix][: max(cut, 0) or None])
+    for position, value in noise:
+        if position < len(data):
+            data[position] = value
+    path = fuzz_dir / f"frame{suffix}"
+    path.write_bytes(bytes(data))
+    try:
+        image = read_gray(path)
+    except UnreadableImage:
+        return
+    assert image.dtype == np.uint8 and image.ndim == 2
+
+
+# -- configuration files ------------------------------------------------------------------------
+
+BASE = daemon_sections(Path("/srv"), SimpleNamespace(host="127.0.0.1", port=1883),
+                       Path("/opt/model.onnx"), Path("/srv/frames"))
+SECTION_KEYS = [(section, key) for section, keys in BASE.items() for key in keys]
+KEY = st.from_regex(r"[a-z][a-z_]{0,11}", fullmatch=True)
+SCALAR = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=16),
+)
+VALUE = st.one_of(
+    SCALAR,
+    st.lists(SCALAR, max_size=3),
+    st.dictionaries(KEY, SCALAR, max_size=3),
+)
+MUTATION = st.one_of(
+    st.tuples(st.just("set"), st.sampled_from(SECTION_KEYS), VALUE),
+    st.tuples(st.just("add"), st.tuples(st.sampled_from(list(BASE)), KEY), VALUE),
+    st.tuples(st.just("delete"), st.sampled_from(SECTION_KEYS), st.none()),
+    st.tuples(st.just("section"), st.tuples(st.sampled_from([*BASE, "extra"]), st.none()), VALUE),
+)
+
+
+def mutated_toml(mutations) -> tuple[str, set[str]]:
+    """TOML text of BASE after the mutations, and the top-level names they touched."""
+    sections = {name: dict(keys) for name, keys in BASE.items()}
+    touched = set()
+    for kind, (section, key), value in mutations:
+        touched.add(section)
+        if kind == "section":
+            sections[section] = value
+        elif not isinstance(sections.get(section), dict):
+            continue
+        elif kind == "delete":
+            sections[section].pop(key, None)
+        else:
+            sections[section][key] = value
+    scalars = [f"{name} = {toml_value(v)}" for name, v in sections.items()
+               if not isinstance(v, dict)]
+    tables = [f"[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in keys.items())
+              for name, keys in sections.items() if isinstance(keys, dict)]
+    return "\n".join(scalars) + "\n" + "\n".join(tables), touched
+
+
+def assert_one_line_error_or_valid(path: Path, touched: set[str] | None) -> None:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        message = str(exc)
+        assert "\n" not in message and message.startswith(f"{path}: "), message
+        where = message[len(f"{path}: "):]
+        if touched is not None and not where.startswith("invalid TOML"):
+            assert where.startswith(tuple(touched)), message  # names the key at fault
+        valid = False
+        event("invalid TOML" if where.startswith("invalid TOML") else "invalid")
+    else:
+        assert isinstance(config, EdgeConfig)
+        valid = True
+        event("valid")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = edge_main(["check", "--config", str(path), "--config-only"])
+    assert "Traceback" not in err.getvalue() + out.getvalue()
+    lines = out.getvalue().splitlines()
+    assert code == (0 if valid else 1) and len(lines) == 1, out.getvalue()
+    assert lines[0].startswith("config  OK" if valid else "config  FAIL")
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.fixture(scope="module")
+def fuzz_file(fuzz_dir) -> Path:
+    return fuzz_dir / "edge.toml"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations=st.lists(MUTATION, min_size=1, max_size=3))
+@example(mutations=[("set", ("camera", "path"), "~nosuchuser/frames")])
+@example(mutations=[("set", ("mqtt", "flush_timeout"), float("inf"))])
+@example(mutations=[("set", ("mqtt", "reconnect"), {"initial": float("nan")})])
+@example(mutations=[("set", ("camera", "rate"), float("inf"))])
+@example(mutations=[("add", ("mqtt", "password"), "hunter2")])
+def test_fuzzed_config_is_valid_or_a_one_line_error(fuzz_file, mutations):
+    text, touched = mutated_toml(mutations)
+    fuzz_file.write_text(text)
+    assert_one_line_error_or_valid(fuzz_file, touched)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_garbage_config_file_is_a_one_line_error(fuzz_file, data):
+    fuzz_file.write_bytes(data)
+    assert_one_line_error_or_valid(fuzz_file, None)
+
+
+@pytest.mark.parametrize(
+    ("command", "expected_code"), [("run", 2), ("check", 1)], ids=["run", "check"]
+)
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[site\nline = 1", "invalid TOML"),
+        ("[site]\nline = 'L1'\ncamera = 'c1'\nspeed = 3\n", "site.speed: unknown key"),
+        (b"\xff\xfe[site]", "invalid TOML"),
+        (mutated_toml([("set", ("camera", "path"), "~nosuchuser/x")])[0],
+         "camera.path: cannot expand ~nosuchuser: no such user"),
+    ],
+    ids=["broken-toml", "unknown-key", "not-utf8", "unknown-home"],
+)
+def test_bad_config_end_to_end_is_one_line_without_traceback(
+    tmp_path, command, expected_code, text, message
+):
+    path = tmp_path / "edge.toml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    done = subprocess.run(
+        [sys.executable, "-m", "edge.cli", command, "--config", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == expected_code, output
+    assert "Traceback" not in output
+    if command == "run":
+        assert done.stdout == "" and len(done.stderr.splitlines()) == 1, output
+        assert done.stderr.startswith(f"edge run: error: {path}: ") and message in done.stderr
+    else:
+        rows = done.stdout.splitlines()
+        assert rows[0].startswith("config  FAIL") and message in rows[0], output
+        assert all(row.split()[1] == "SKIP" for row in rows[1:]) and len(rows) == 5
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+def write_model_with_input(folder: Path, dims: list, elem_type=TensorProto.UINT8) -> Path:
+    """A mean model whose input is declared as `dims` (with the card of the real ones)."""
+    path = write_mean_model(folder)
+    model = onnx.load(path)
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("image", elem_type, dims))
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("dims", "elem_type", "message"),
+    [
+        (["N", 1, 256, 256], TensorProto.UINT8, r"input image is \[N, 1, 256, 256\] \(NHWC\)"),
+        (["N", 224, 224, 1], TensorProto.UINT8, r"input image is \[N, 224, 224, 1\] \(NHWC\)"),
+        (["N", 256, 256, 3], TensorProto.UINT8, r"input image is \[N, 256, 256, 3\] \(NHWC\)"),
+        (["N", 256, 256, 1], TensorProto.FLOAT, "expected uint8"),
+        (["N", 256, 256], TensorProto.UINT8, "ONNX Runtime cannot load the model"),
+    ],
+    ids=["nchw", "224-tiles", "3-channels", "float-input", "rank-3"],
+)
+def test_model_with_a_wrong_input_is_a_clear_error_at_load(
+    tmp_path, mqtt_broker, dims, elem_type, message, capsys
+):
+    path = write_model_with_input(tmp_path / "model", dims, elem_type)
+    with pytest.raises(ModelError, match=message) as caught:
+        load_model(path, "onnxruntime", max_batch=4, threads=1)
+    assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+
+    images = write_frames(tmp_path / "frames", {"a.png": frame_with_tiles([1, 2])})
+    config = write_config(tmp_path / "edge.toml",
+                          daemon_sections(tmp_path, mqtt_broker, path, images))
+    assert edge_main(["check", "--config", str(config)]) == 1
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert rows["model"].split()[1] == "FAIL" and str(caught.value) in rows["model"]
+    assert all(rows[name].split()[1] == "OK" for name in ("config", "camera", "broker"))
+
+
+# -- training data ------------------------------------------------------------------------------
+
+
+def test_train_fit_on_a_malformed_csv_is_one_line(tmp_path):
+    images = tmp_path / "data" / "train_images"
+    images.mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(images / name), np.full((256, 512), 128, np.uint8))
+    (tmp_path / "data" / "train.csv").write_text(
+        "ImageId,ClassId,EncodedPixels\na.jpg,1,1 2 3\nb.jpg,2,5 x\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "train.cli", "fit", "--data", str(tmp_path / "data"),
+         "--out", str(tmp_path / "run"), "--epochs", "1", "--threads", "1"],
+        capture_output=True, text=True, timeout=300,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
+    )
+    errors = [line for line in done.stderr.splitlines() if line.startswith("train fit: ")]
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert len(errors) == 1 and "train.csv" in errors[0] and "row 2" in errors[0], errors
