@@ -50,6 +50,7 @@ from edge.pipeline import FrameProcessor  # noqa: E402
 from edge.runtime import load_runtime  # noqa: E402
 from edge.sdnotify import SdNotifier  # noqa: E402
 from edge.sources.base import CameraState, Frame, FrameSource  # noqa: E402
+from edge.tiling import tile_frame  # noqa: E402
 from tests.fixtures.broker import Broker  # noqa: E402
 
 WIDTH, HEIGHT = 1600, 256
@@ -138,7 +139,7 @@ def time_stages(probabilities, workdir: Path, frames: int) -> dict[str, float]:
     keys = ("tiles + batch", "runtime (null)", "thresholds", "event", "JSON", "outbox")
     times = dict.fromkeys(keys, 0.0)
     probs = model.runtime.infer_all(np.zeros((7, *model.runtime.input_spec.tile_shape), np.uint8))
-    boxes = processor._layout(pool[0], (0, 0))[1]
+    boxes = tile_frame(pool[0], tile=processor.tile, stride=processor.stride).boxes
     pending: list[dict] = []
     for i in range(frames):
         image = pool[i % len(pool)]
