@@ -1,7 +1,8 @@
 """Load a deployable model: the runtime plus the classes and thresholds it was validated with.
 
 - `X.onnx` (backend onnxruntime): the card comes from `X.onnx.json` (a build-engine manifest) if
-  present, else from `modelcard.json` in the same folder (what `convert export-onnx` leaves).
+  present, else from `modelcard.json` in the same folder (what `convert export-onnx` leaves). A
+  manifest is checked too: built for this backend, the engine file and ONNX hashes unchanged.
 - an engine `X` (backend tensorrt): `X.json` (the manifest) is required and checked against this
   machine by `edge.manifest` (TensorRT version, GPU, ONNX hash).
 """
@@ -84,20 +85,30 @@ def input_mismatch(spec, card: ModelCard) -> str | None:
     )
 
 
+def check_engine_manifest(manifest: dict, path: Path, backend: str) -> None:
+    from edge.manifest import check_manifest  # noqa: PLC0415 (edge.manifest imports us)
+
+    built_for = manifest.get("backend")
+    if built_for is not None and built_for != backend:
+        raise ModelError(
+            f"{manifest_path(path)}: engine was built for backend {built_for}, "
+            f"but model.backend is {backend}"
+        )
+    check_manifest(manifest, path)
+
+
 def load_model(path: Path, backend: str, **runtime_options) -> LoadedModel:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     manifest = read_manifest(path)
-    if backend == "tensorrt":
-        if manifest is None:
-            raise ModelError(
-                f"{path}: engine has no manifest {manifest_path(path).name}; "
-                "rebuild with convert build-engine"
-            )
-        from edge.manifest import check_manifest  # noqa: PLC0415 (TensorRT machines only)
-
-        check_manifest(manifest, path)
+    if backend == "tensorrt" and manifest is None:
+        raise ModelError(
+            f"{path}: engine has no manifest {manifest_path(path).name}; "
+            "rebuild with convert build-engine"
+        )
+    if manifest is not None:  # an engine of either backend: it must be the file it describes
+        check_engine_manifest(manifest, path, backend)
     card = load_card(path, manifest)
     runtime = load_runtime(backend, path, **runtime_options)
     if runtime.num_outputs != len(card.classes):
