@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ from onnx import TensorProto, helper
 from edge.cli import main as edge_main
 from edge.config import EdgeConfig, load_config, parse_config
 from edge.errors import ConfigError, ModelError
-from edge.model import load_model
+from edge.model import file_sha256, load_model
 from edge.sources.replay import UnreadableImage, read_gray
 from tests.fixtures.broker import Subscriber
 from tests.fixtures.edge_daemon import (
@@ -301,3 +302,64 @@ def test_train_fit_on_a_malformed_csv_is_one_line(tmp_path):
     assert done.returncode == 2, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert len(errors) == 1 and "train.csv" in errors[0] and "row 2" in errors[0], errors
+
+
+# -- engines and manifests ----------------------------------------------------------------------
+
+
+def engine_with_manifest(folder: Path, built_for: str, **changes) -> Path:
+    """A mean-model "engine" with a build-engine style manifest (its card embedded)."""
+    path = write_mean_model(folder)
+    engine = path.with_name("model-fp32.onnx")
+    path.rename(engine)
+    manifest = {
+        "manifest_version": 1, "backend": built_for, "backend_version": "1.0",
+        "engine_sha256": file_sha256(engine),
+        "card": json.loads((folder / "modelcard.json").read_text()),
+        "gpu": {"name": "GeForce GTX 1060 6GB", "compute_capability": "6.1"},
+        **changes,
+    }
+    engine.with_name(engine.name + ".json").write_text(json.dumps(manifest))
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("backend", "changes", "message"),
+    [
+        ("onnxruntime", {"engine_sha256": "0" * 64},
+         "file does not match its manifest model-fp32.onnx.json"),
+        ("tensorrt", {"engine_sha256": "0" * 64},
+         "file does not match its manifest model-fp32.onnx.json"),
+        ("onnxruntime", {"manifest_version": 7}, "manifest_version 7 is not 1"),
+        ("onnxruntime", {"backend": "tensorrt"},
+         "engine was built for backend tensorrt, but model.backend is onnxruntime"),
+        ("onnxruntime", {"card": {"classes": []}}, "card: name: Field required"),
+    ],
+    ids=["changed-engine", "changed-tensorrt-engine", "manifest-version", "other-backend",
+         "broken-card"],
+)
+def test_engine_whose_manifest_does_not_match_is_a_clear_error(
+    tmp_path, mqtt_broker, backend, changes, message, capsys
+):
+    engine = engine_with_manifest(tmp_path / "engine", backend, **changes)
+    with pytest.raises(ModelError, match=message) as caught:
+        load_model(engine, backend, max_batch=4, threads=1)
+    assert "\n" not in str(caught.value)
+    images = write_frames(tmp_path / "frames", {"a.png": frame_with_tiles([1, 2])})
+    sections = daemon_sections(tmp_path, mqtt_broker, engine, images)
+    sections["model"]["backend"] = backend
+    config = write_config(tmp_path / "edge.toml", sections)
+    assert edge_main(["check", "--config", str(config)]) == 1
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert rows["model"].split()[1] == "FAIL" and message in rows["model"]
+    assert edge_main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edge run: error: ") and message in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+
+
+def test_engine_with_a_matching_manifest_loads_with_the_manifest_card(tmp_path):
+    engine = engine_with_manifest(tmp_path / "engine", "onnxruntime")
+    loaded = load_model(engine, "onnxruntime", max_batch=4, threads=1)
+    assert loaded.manifest["backend"] == "onnxruntime" and loaded.card.name == "mean-model"
+    loaded.close()
