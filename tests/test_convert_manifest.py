@@ -123,3 +123,16 @@ def test_load_model_probes_this_machine(engine, tmp_path):
     path.with_name(path.name + ".json").unlink()
     with pytest.raises(ModelError, match="no manifest .*rebuild with convert build-engine"):
         load_model(path, "tensorrt")
+
+
+def test_fast_precision_rule_when_tensorrt_has_no_builder_properties():
+    from convert.tensorrt.builder import fast_precisions
+
+    class OldBuilder:
+        platform_has_fast_fp16 = False
+        platform_has_fast_int8 = True
+
+    assert fast_precisions(OldBuilder(), "8.6") == (False, True)  # the builder's own answer wins
+    assert fast_precisions(object(), "6.1") == (False, True)  # GTX 10xx: DP4A, no fast FP16
+    assert fast_precisions(object(), "6.0") == (True, False)  # P100
+    assert fast_precisions(object(), "7.5") == (True, True)

@@ -116,8 +116,8 @@ class EngineBuilder:
 
     def set_precision(self, requested: str) -> str:
         """Set the builder flags; return the precision the engine really gets."""
-        trt, builder = self.trt, self.builder
-        fast_fp16, fast_int8 = builder.platform_has_fast_fp16, builder.platform_has_fast_int8
+        trt = self.trt
+        fast_fp16, fast_int8 = fast_precisions(self.builder, self.platform.compute_capability)
         gpu = f"{self.platform.gpu_name} (SM {self.platform.compute_capability})"
         if requested in ("fp16", "int8") and not fast_fp16:
             self._note(f"{gpu} has no fast FP16: FP32 kernels are used where FP16 was allowed")
@@ -163,7 +163,6 @@ class EngineBuilder:
     def close(self) -> None:
         if self.calibrator is not None:
             self.calibrator.close()
-        self.config.int8_calibrator = None
         for name in ("calibrator", "parser", "network", "config", "builder"):
             setattr(self, name, None)
 
@@ -194,6 +193,16 @@ class EngineBuilder:
     def _note(self, text: str) -> None:
         log.warning("%s", text)
         self.notes.append(text)
+
+
+def fast_precisions(builder, capability: str) -> tuple[bool, bool]:
+    """(fast FP16, fast INT8): the builder's answer, or (where a TensorRT release dropped those
+    properties) the rule it encodes: FP16 is slow only on SM 6.1 and below 5.3, INT8 needs the
+    DP4A of SM 6.1 and newer."""
+    sm = tuple(int(p) for p in capability.split("."))
+    fp16 = getattr(builder, "platform_has_fast_fp16", sm >= (5, 3) and sm != (6, 1))
+    int8 = getattr(builder, "platform_has_fast_int8", sm >= (6, 1))
+    return bool(fp16), bool(int8)
 
 
 def head_layers(network, trt) -> list:
