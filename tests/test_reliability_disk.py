@@ -82,6 +82,7 @@ def test_full_filesystem_is_counted_not_fatal_and_recovers(
     try:
         assert wait_until(lambda: len(subscriber.messages("/defects")) >= 20, 30), daemon.log
         filler = fill_filesystem(disk)
+        filled = time.monotonic()
         full_at = len(subscriber.messages("/defects"))
         assert wait_until(lambda: _last_stats(subscriber).get("outbox_errors", 0) >= 3,
                           timeout=30), daemon.log
@@ -89,6 +90,7 @@ def test_full_filesystem_is_counted_not_fatal_and_recovers(
         assert daemon.process.poll() is None, daemon.log
         during = _last_stats(subscriber)
         filler.unlink()
+        full_s = time.monotonic() - filled
         freed_at = len(subscriber.messages("/defects"))
         assert wait_until(lambda: len(subscriber.messages("/defects")) >= freed_at + 20, 30)
         assert wait_until(lambda: _last_stats(subscriber)["outbox_depth"] <= 2, timeout=10)
@@ -105,8 +107,8 @@ def test_full_filesystem_is_counted_not_fatal_and_recovers(
     seqs = sorted({e["seq"] for e in events})
     missing = sorted(set(range(1, seqs[-1] + 1)) - set(seqs))
     print(
-        f"\nfull filesystem: {during['outbox_errors']} failed outbox writes in "
-        f"{during['uptime_s']:.0f} s of uptime, {len(missing)} events lost while full "
+        f"\nfull filesystem for {full_s:.1f} s: {during['outbox_errors']} failed outbox "
+        f"operations (appends, retried deletes), {len(missing)} events lost while full "
         f"(seq gap {missing[0]}..{missing[-1]}), {len(events) - freed_at} events after "
         f"the space was freed, {left} events left in the outbox after a clean stop"
     )
