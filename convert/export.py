@@ -142,6 +142,9 @@ def export_onnx(
         diff = check_parity(candidate, parity, reference, source,
                             run_dir / (ONNX_FILE + ".rejected"), threads)
         os.replace(candidate, target)
+    stale = run_dir / (ONNX_FILE + ".rejected")
+    if stale.exists():
+        stale.unlink()  # from an earlier failed export
     findings = check_tensorrt86(onnx.load(str(target)))
     log.info("wrote %s: max abs difference to Keras %.2g on %d %s", target, diff, len(parity),
              source)
