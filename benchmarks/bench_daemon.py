@@ -128,7 +128,7 @@ def daemon_config(workdir: Path, host: str = "127.0.0.1", port: int = 1883):
 
 
 def time_stages(probabilities, workdir: Path, frames: int) -> dict[str, float]:
-    """Microseconds per frame of each step alone (one thread)."""
+    """CPU microseconds per frame of each step alone (one thread, so other load adds little)."""
     config = daemon_config(workdir)
     model = null_model(probabilities)
     rule = DefectRule(model.card, config.events)
@@ -136,37 +136,37 @@ def time_stages(probabilities, workdir: Path, frames: int) -> dict[str, float]:
     builder = EventBuilder(config.site, model_info(model.card, model.sha256))
     pool = frame_pool()
     outbox = Outbox(workdir / f"stages-{time.monotonic_ns()}.sqlite", 10**9, "L1/cam1")
-    keys = ("tiles + batch", "runtime (null)", "thresholds", "event", "JSON", "outbox")
-    times = dict.fromkeys(keys, 0.0)
-    probs = model.runtime.infer_all(np.zeros((7, *model.runtime.input_spec.tile_shape), np.uint8))
+    batch = np.zeros((7, *model.runtime.input_spec.tile_shape), np.uint8)
+    probs = model.runtime.infer_all(batch)
     boxes = tile_frame(pool[0], tile=processor.tile, stride=processor.stride).boxes
+    keys = ("tiles + batch", "runtime (null)", "thresholds", "event", "JSON", "outbox")
+    totals = np.zeros(len(keys))
     pending: list[dict] = []
+    clock = time.thread_time
     for i in range(frames):
         image = pool[i % len(pool)]
-        t0 = time.perf_counter()
-        defects, runtime_s = processor.process(image)
-        t1 = time.perf_counter()
-        rule.defects(probs, boxes)  # again, alone, to split it from process()
-        t2 = time.perf_counter()
-        if defects:
-            pending.append(builder.build(Frame(f"f{i}", time.time(), image), defects))
-            t3 = time.perf_counter()
-            json.dumps(pending[-1], separators=(",", ":"))  # what append() does per event
-        else:
-            t3 = time.perf_counter()
-        t4 = time.perf_counter()
-        if len(pending) >= FRAMES_PER_TURN:
+        t0 = clock()
+        defects, _ = processor.process(image)  # tiles + batch + runtime + thresholds
+        t1 = clock()
+        model.runtime.infer_all(batch)  # again, alone, to split them out of process()
+        t2 = clock()
+        rule.defects(probs, boxes)
+        t3 = clock()
+        event = builder.build(Frame(f"f{i}", time.time(), image), defects) if defects else None
+        t4 = clock()
+        if event is not None:
+            json.dumps(event, separators=(",", ":"))  # what append() does per event
+            pending.append(event)
+        t5 = clock()
+        if len(pending) >= FRAMES_PER_TURN:  # one publisher turn: store, remove the acked
             outbox.remove([e.id for e in outbox.pending(0, 1000)])
             outbox.append(pending, "steel-inspect/L1/cam1/defects")
             pending = []
-        t5 = time.perf_counter()
-        thresholds = t2 - t1
-        spent = (t1 - t0 - runtime_s - thresholds, runtime_s, thresholds, t3 - t2, t4 - t3,
-                 t5 - t4 - (t4 - t3))
-        for key, value in zip(keys, spent, strict=True):
-            times[key] += value
+        t6 = clock()
+        json_s = t5 - t4
+        totals += (t1 - t0 - (t3 - t1), t2 - t1, t3 - t2, t4 - t3, json_s, t6 - t5 - json_s)
     outbox.close()
-    times = {k: v / frames * 1e6 for k, v in times.items()}
+    times = dict(zip(keys, totals / frames * 1e6, strict=True))
     times["sum"] = sum(times.values())
     return times
 
@@ -325,8 +325,8 @@ def main() -> None:
     print(f"daemon overhead: {WIDTH}x{HEIGHT} Mono8 frames, null runtime, mosquitto on loopback, "
           f"{pin}; {os.cpu_count()} CPU cores, {platform.machine()}, "
           f"python {platform.python_version()}")
-    print("\nstages, one thread (us per frame; outbox: append and remove of 5 frames' events per "
-          "transaction, without the JSON encoding it does, shown apart)")
+    print("\nstages, one thread: CPU us per frame (outbox: append and remove of 5 frames' events "
+          "per transaction, without its JSON encoding, shown apart; fsync waits are not CPU)")
     print_table(["case", "tiles + batch", "runtime (null)", "thresholds", "event", "JSON",
                  "outbox", "sum"], stage_rows)
     print(f"\ndaemon, {args.frames} frames per run (lossless), until the last PUBACK; median of "
