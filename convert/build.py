@@ -54,6 +54,7 @@ class BuildOptions:
     threads: int = 0
     workspace_mib: int = 1024
     timing_cache: Path | None = None
+    onnx_row: bool = True
     verbose: bool = False
 
 
@@ -136,7 +137,7 @@ def _gate(opts, card, folder, splits, candidate: Candidate, onnx_path: Path) -> 
                            threads=opts.threads)
     try:
         same_as_onnx = opts.backend == "onnxruntime" and opts.precision == "fp32"
-        if same_as_onnx:
+        if same_as_onnx or not opts.onnx_row:
             return run_gate(card, folder, splits, runtime.infer_all, label, opts.max_f1_drop)
         with load_runtime("onnxruntime", onnx_path, max_batch=opts.max_batch,
                           threads=opts.threads) as reference:

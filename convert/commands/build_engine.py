@@ -45,6 +45,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     parser.add_argument("--workspace", type=_positive, default=1024, metavar="MIB",
                         help="TensorRT builder workspace limit in MiB (default 1024)")
+    parser.add_argument("--no-onnx-row", dest="onnx_row", action="store_false",
+                        help="skip the FP32 ONNX row of the gate table (CPU time on big models)")
     parser.add_argument("--timing-cache", type=Path, default=None,
                         help="TensorRT timing cache file (default: .tensorrt-timing.cache "
                              "beside --out)")
@@ -57,7 +59,8 @@ def run(args) -> int:
         run=args.run, out=args.out, precision=args.precision, backend=args.backend,
         max_batch=args.max_batch, calib_images=args.calib_images, max_f1_drop=args.max_f1_drop,
         data=args.data, threads=args.threads, workspace_mib=args.workspace,
-        timing_cache=args.timing_cache, verbose=args.verbose,
+        timing_cache=args.timing_cache, onnx_row=args.onnx_row,
+        verbose=args.verbose,
     )
     outcome = build_and_gate(options)
     manifest = outcome.manifest
