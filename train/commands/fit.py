@@ -1,11 +1,83 @@
-"""Placeholder: this command is being written."""
+"""`train fit`: train a model on a Severstal-format folder and write RUN_DIR (docs/training.md)."""
 
-from edge.errors import SteelInspectError
+from __future__ import annotations
+
+import argparse
+
+from edge.errors import ConfigError
+
+# option -> (type, help); every default lives in train.fit.FitConfig so --resume can tell which
+# options were given on the command line.
+OPTIONS = {
+    "data": (str, "Severstal-format folder (train_images/ + train.csv)"),
+    "arch": (str, "architecture from the registry (default resnet152, the paper's)"),
+    "weights": (str, "none (default), imagenet, or a Keras checkpoint of the same architecture"),
+    "epochs": (int, "number of epochs (default 30)"),
+    "batch_size": (int, "crops per batch (default 16)"),
+    "steps_per_epoch": (int, "batches per epoch (default: training images / batch size)"),
+    "lr": (float, "Adam learning rate (default 1e-4)"),
+    "focal_alpha": (str, "focal loss alpha in (0, 1), or 'none' for no class balancing "
+                         "(default 0.25)"),
+    "focal_gamma": (float, "focal loss gamma (default 2)"),
+    "oversample": (float, "oversample images of rare classes by (n_max/n_c)**X (default 0)"),
+    "defect_focus": (float, "chance that a crop of a defective image is placed over one of its "
+                            "defects (default 0: uniform random crops, as in the paper)"),
+    "min_pixels": (int, "crop-label rule: mask pixels inside a tile to call a class present "
+                        "(default 32)"),
+    "class_map": (str, "Severstal id:project id pairs, e.g. 1:1,2:0,3:2,4:3 (default identity)"),
+    "splits": (str, "splits JSON from `train split` (default: made from --seed)"),
+    "seed": (int, "seed of weights, crops and splits (default 0)"),
+    "eval_seed": (int, "seed of the evaluation crops (default 0)"),
+    "val_crops": (int, "random crops per validation image for the validation loss (default 4)"),
+    "patience": (int, "early stopping: epochs without a better validation loss (default 6)"),
+    "lr_patience": (int, "halve the learning rate after this many flat epochs (default 2)"),
+    "name": (str, "model name in the card (default steel-ARCH)"),
+}
 
 
-def add_arguments(parser) -> None:
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="run folder to create (or to --resume)")
+    for option, (kind, help_text) in OPTIONS.items():
+        parser.add_argument("--" + option.replace("_", "-"), type=kind, default=None,
+                            help=help_text)
+    parser.add_argument("--mixed-precision", action="store_true", default=None,
+                        help="float16 compute on GPUs (the output stays float32)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue RUN_DIR from its last epoch (other options: overrides)")
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow CPU threads (0: all)")
+    parser.add_argument("--quiet", action="store_true", help="one log line per epoch, no bars")
+
+
+def given_options(args) -> dict:
+    given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
+    if args.mixed_precision:
+        given["mixed_precision"] = True
+    if args.quiet:
+        given["verbose"] = 2
+    if "focal_alpha" in given:
+        given["focal_alpha"] = parse_alpha(given["focal_alpha"])
+    return given
+
+
+def parse_alpha(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--focal-alpha {text!r} is not a number or 'none'") from None
 
 
 def run(args) -> int:
-    raise SteelInspectError("not implemented yet")
+    from train.fit import FitConfig, configure_tensorflow, fit  # noqa: PLC0415
+    from train.models import model_entry  # noqa: PLC0415
+
+    given = given_options(args)
+    if not args.resume and "data" not in given:
+        raise ConfigError("--data is required (except with --resume)")
+    config = FitConfig.from_dict({"data": given.get("data", ""), "out": args.out, **given})
+    model_entry(config.arch)
+    configure_tensorflow(args.threads)
+    out = fit(config, resume=args.resume, overrides=given)
+    print(f"run written to {out}")
+    return 0

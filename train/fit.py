@@ -1,0 +1,300 @@
+"""`train fit`: train a model on random crops with focal loss and write RUN_DIR.
+
+After training, the best checkpoint (lowest validation loss) becomes RUN_DIR/model.keras, which
+is reloaded and evaluated by `train.assess` exactly as `train evaluate` does later.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from edge.errors import ConfigError, DataError, ModelError
+from train import rundir
+from train.data.crops import DEFAULT_MIN_PIXELS
+from train.evaluation import EvalSettings
+from train.losses import DEFAULT_ALPHA, DEFAULT_GAMMA
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclass
+class FitConfig:
+    data: str
+    out: str
+    arch: str = "resnet152"
+    weights: str = "none"
+    epochs: int = 30
+    batch_size: int = 16
+    steps_per_epoch: int | None = None  # None: one crop per training image per epoch
+    lr: float = 1e-4
+    focal_alpha: float | None = DEFAULT_ALPHA
+    focal_gamma: float = DEFAULT_GAMMA
+    oversample: float = 0.0
+    defect_focus: float = 0.0
+    mixed_precision: bool = False
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    class_map: str | None = None
+    splits: str | None = None
+    seed: int = 0
+    eval_seed: int = 0
+    val_crops: int = 4
+    patience: int = 6
+    lr_patience: int = 2
+    verbose: int = 1
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "steps_per_epoch": self.steps_per_epoch is None or self.steps_per_epoch >= 1,
+            "lr": self.lr > 0,
+            "val_crops": self.val_crops >= 1,
+            "min_pixels": self.min_pixels >= 1,
+            "oversample": self.oversample >= 0,
+            "defect_focus": 0.0 <= self.defect_focus <= 1.0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"--{key.replace('_', '-')} {getattr(self, key)} is out of range")
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> FitConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def configure_tensorflow(threads: int = 0) -> None:
+    """Limit TensorFlow's CPU threads (0 = its default); call before any TF work."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+
+
+def prepare_run(config: FitConfig, resume: bool, overrides: dict) -> tuple[FitConfig, dict]:
+    """The effective config and the resume state ({} for a fresh run)."""
+    out = Path(config.out)
+    if not resume:
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"{out}: run folder is not empty; use --resume or another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        return config, {}
+    config_path, state_path = out / rundir.CONFIG_FILE, out / rundir.STATE_FILE
+    if not config_path.is_file() or not state_path.is_file():
+        raise ConfigError(f"{out}: nothing to resume ({rundir.STATE_FILE} not found)")
+    stored = json.loads(config_path.read_text())
+    stored.update({k: v for k, v in overrides.items() if v is not None})
+    stored["out"] = str(out)  # the folder may have moved since
+    return FitConfig.from_dict(stored), json.loads(state_path.read_text())
+
+
+def open_data(config: FitConfig):
+    from train.data.classmap import ClassMap  # noqa: PLC0415
+    from train.data.folder import SeverstalFolder  # noqa: PLC0415
+
+    class_map = ClassMap.parse(config.class_map) if config.class_map else None
+    return SeverstalFolder.open(Path(config.data), class_map)
+
+
+def load_or_make_splits(config: FitConfig, folder) -> dict[str, list[str]]:
+    """Splits from --splits, from the run (resume) or made from the seed; kept in RUN_DIR."""
+    from train.data.splits import make_splits, read_splits, write_splits  # noqa: PLC0415
+
+    own = Path(config.out) / rundir.SPLITS_FILE
+    data_hash = folder.content_hash()
+    source = Path(config.splits) if config.splits else own
+    if config.splits or own.is_file():
+        splits = read_splits(source, data_hash)
+    else:
+        splits = make_splits(folder, config.seed)
+    check_splits(splits, folder, config.data)
+    if source != own or not own.is_file():
+        meta = {"data_hash": data_hash, "seed": config.seed, "source": str(source)}
+        write_splits(own, splits, meta)
+    return splits
+
+
+def check_splits(splits: dict, folder, data) -> None:
+    known = set(folder.image_ids)
+    for name in SPLIT_NAMES:
+        ids = splits.get(name, [])
+        if not ids:
+            raise DataError(f"split {name!r} is empty; need images in train, validation and test")
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise DataError(f"split {name!r}: image {unknown[0]} is not in {data}")
+
+
+def default_steps(config: FitConfig, n_train: int) -> int:
+    return config.steps_per_epoch or max(1, math.ceil(n_train / config.batch_size))
+
+
+def select_strategy():
+    """MirroredStrategy over all GPUs when there are several, else the default strategy."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        log.info("training on %d GPUs with MirroredStrategy", len(gpus))
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def build_or_resume_model(config: FitConfig, num_classes: int, resume: bool):
+    """A compiled model: new (from --weights) or, resuming, the last checkpoint and optimizer."""
+    import keras  # noqa: PLC0415
+
+    from train.losses import focal_loss  # noqa: PLC0415
+    from train.models import build_model, load_keras_model  # noqa: PLC0415
+
+    if resume:
+        last = Path(config.out) / rundir.CHECKPOINT_DIR / rundir.LAST_CHECKPOINT
+        return load_keras_model(last, compile=True)
+    model = build_model(config.arch, num_classes, config.weights)
+    if model.output_shape[-1] != num_classes:
+        raise ModelError(f"model has {model.output_shape[-1]} outputs for {num_classes} classes")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.lr),
+        loss=focal_loss(config.focal_alpha, config.focal_gamma),
+        metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy")],
+    )
+    return model
+
+
+def array_dataset(tiles, labels, batch_size: int):
+    """Batches of in-memory arrays without embedding them in the graph (no 2 GiB limit)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    def batches():
+        for start in range(0, len(tiles), batch_size):
+            yield tiles[start : start + batch_size], labels[start : start + batch_size]
+
+    spec = (
+        tf.TensorSpec([None, *tiles.shape[1:]], tf.uint8),
+        tf.TensorSpec([None, labels.shape[1]], tf.float32),
+    )
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=spec)
+    n_batches = math.ceil(len(tiles) / batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+
+
+def make_callbacks(config: FitConfig, state: dict):
+    import keras  # noqa: PLC0415
+
+    from train.callbacks import FitStateWriter  # noqa: PLC0415
+
+    out = Path(config.out)
+    checkpoints = out / rundir.CHECKPOINT_DIR
+    checkpoints.mkdir(exist_ok=True)
+    best_loss = state.get("best_val_loss")
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            checkpoints / rundir.BEST_CHECKPOINT, monitor="val_loss", save_best_only=True,
+            initial_value_threshold=best_loss,
+        ),
+        keras.callbacks.ModelCheckpoint(checkpoints / rundir.LAST_CHECKPOINT),
+        FitStateWriter(out / rundir.STATE_FILE, best_loss),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=config.lr_patience, min_lr=1e-6
+        ),
+        keras.callbacks.CSVLogger(out / rundir.HISTORY_FILE, append=bool(state)),
+    ]
+    if importlib.util.find_spec("tensorboard") is None:
+        log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+    else:
+        callbacks.append(
+            keras.callbacks.TensorBoard(out / rundir.TENSORBOARD_DIR, write_graph=False)
+        )
+    return callbacks
+
+
+def train(config: FitConfig, state: dict, folder, splits) -> dict:
+    """Run model.fit; returns what the model card records under `training`."""
+    import keras  # noqa: PLC0415
+
+    from train.evaluation import crop_eval_set  # noqa: PLC0415
+    from train.pipeline import CropSource, PipelineConfig, train_dataset  # noqa: PLC0415
+
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    initial_epoch = int(state.get("epoch", 0))
+    pipeline_config = PipelineConfig(
+        batch_size=config.batch_size, min_pixels=config.min_pixels,
+        oversample=config.oversample, defect_focus=config.defect_focus, seed=config.seed,
+    )
+    source = CropSource(folder, splits["train"], pipeline_config)
+    train_data = train_dataset(source, pipeline_config, stream=initial_epoch)
+    val_settings = EvalSettings(seed=config.eval_seed, crops_per_image=config.val_crops,
+                                min_pixels=config.min_pixels)
+    val_tiles, val_labels = crop_eval_set(folder, splits["validation"], val_settings)
+    strategy = select_strategy()
+    with strategy.scope():
+        model = build_or_resume_model(config, len(folder.class_ids), bool(state))
+    steps = default_steps(config, len(splits["train"]))
+    log.info("training %s: %d epochs x %d steps of %d crops", config.arch, config.epochs, steps,
+             config.batch_size)
+    history = model.fit(
+        train_data, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+        validation_data=array_dataset(val_tiles, val_labels.astype("float32"), config.batch_size),
+        callbacks=make_callbacks(config, state), verbose=config.verbose,
+    )
+    final_state = json.loads((Path(config.out) / rundir.STATE_FILE).read_text())
+    return {
+        "epochs_run": final_state["epoch"],
+        "best_epoch": final_state.get("best_epoch"),
+        "best_val_loss": final_state.get("best_val_loss"),
+        "stopped_early": final_state["epoch"] < config.epochs,
+        "steps_per_epoch": steps,
+        "replicas": strategy.num_replicas_in_sync,
+        "resumed_from_epoch": initial_epoch or None,
+        "last_epoch_logs": {k: float(v[-1]) for k, v in history.history.items() if v},
+    }
+
+
+def export_best_model(config: FitConfig) -> Path:
+    """Copy the best checkpoint, without optimizer state, to RUN_DIR/model.keras."""
+    from train.models import load_keras_model  # noqa: PLC0415
+
+    out = Path(config.out)
+    checkpoints = out / rundir.CHECKPOINT_DIR
+    best = checkpoints / rundir.BEST_CHECKPOINT
+    if not best.is_file():
+        best = checkpoints / rundir.LAST_CHECKPOINT
+    model = load_keras_model(best)
+    target = out / rundir.MODEL_FILE
+    model.save(target)
+    log.info("saved %s (from %s)", target, best.name)
+    return target
+
+
+def fit(config: FitConfig, resume: bool = False, overrides: dict | None = None) -> Path:
+    """Train (or resume) and write the complete RUN_DIR; returns its path."""
+    from train import assess  # noqa: PLC0415
+
+    config, state = prepare_run(config, resume, overrides or {})
+    folder = open_data(config)
+    splits = load_or_make_splits(config, folder)
+    out = Path(config.out)
+    (out / rundir.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    training = {}
+    if int(state.get("epoch", 0)) < config.epochs:
+        training = train(config, state, folder, splits)
+    else:
+        log.info("all %d epochs already done; re-evaluating", config.epochs)
+    model_path = export_best_model(config)
+    assess.finish_run(out, model_path, folder, splits, config, training)
+    return out

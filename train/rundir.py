@@ -1,0 +1,64 @@
+"""Layout of a training run folder (RUN_DIR) and re-opening its data, numpy only.
+
+RUN_DIR/
+  model.keras          the best model (lowest validation loss), without optimizer state
+  modelcard.json       edge.modelcard.ModelCard: classes, thresholds, metrics, data, training
+  splits.json          the train/validation/test image ids used (copied or generated)
+  fit_config.json      every `train fit` option (used by --resume)
+  fit_state.json       last finished epoch and best validation loss (used by --resume)
+  history.csv          Keras CSVLogger: loss and binary accuracy per epoch
+  scores.npz           labels and scores of validation/test crops and frames
+  report.md/.json      the paper's Tables 2 and 3 on the test split; PNG figures beside
+  checkpoints/         best.keras and last.keras (with optimizer state)
+  tensorboard/         TensorBoard logs
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.errors import DataError
+from edge.modelcard import MODELCARD_FILE, ModelCard
+
+MODEL_FILE = "model.keras"
+SPLITS_FILE = "splits.json"
+CONFIG_FILE = "fit_config.json"
+STATE_FILE = "fit_state.json"
+HISTORY_FILE = "history.csv"
+SCORES_FILE = "scores.npz"
+CHECKPOINT_DIR = "checkpoints"
+BEST_CHECKPOINT = "best.keras"
+LAST_CHECKPOINT = "last.keras"
+TENSORBOARD_DIR = "tensorboard"
+EVALUATION_DIR = "evaluation"
+
+
+def load_card(run_dir: Path) -> ModelCard:
+    return ModelCard.load(Path(run_dir) / MODELCARD_FILE)
+
+
+def open_run_data(card: ModelCard, run_dir: Path, data_dir: Path | None = None):
+    """(SeverstalFolder, splits dict) a run was trained and evaluated on.
+
+    `data_dir` overrides the folder recorded in the card (the data moved); the content hash must
+    still match, so the numbers stay comparable.
+    """
+    from train.data.classmap import ClassMap  # noqa: PLC0415
+    from train.data.folder import SeverstalFolder  # noqa: PLC0415
+    from train.data.splits import read_splits  # noqa: PLC0415
+
+    data = card.data
+    folder_path = Path(data_dir) if data_dir is not None else Path(data.get("folder", ""))
+    folder = SeverstalFolder.open(folder_path, ClassMap.parse(data["class_map"]))
+    recorded = data.get("sha256")
+    if recorded and folder.content_hash() != recorded:
+        raise DataError(
+            f"{folder_path}: data changed since training (sha256 {folder.content_hash()[:12]}, "
+            f"card has {recorded[:12]})"
+        )
+    return folder, read_splits(splits_path(card, run_dir))
+
+
+def splits_path(card: ModelCard, run_dir: Path) -> Path:
+    """The card's splits file; a relative path is relative to RUN_DIR."""
+    return Path(run_dir) / card.data.get("splits_file", SPLITS_FILE)
