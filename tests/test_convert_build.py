@@ -74,9 +74,11 @@ def test_fp16_passes_with_an_fp32_head_and_output(exported_run, tmp_path, capsys
 
 def test_int8_gate_is_reported_honestly(exported_run, tmp_path, capsys):
     out = tmp_path / "model-int8.onnx"
-    result = build(capsys, exported_run.path.parent, out, "int8", "--calib-images", 4)
+    result = build(capsys, exported_run.path.parent, out, "int8", "--calib-images", 4,
+                   "--no-onnx-row")
     assert result.code in (0, 3), result.err
     assert "F1 gate on the test split" in result.out and "onnxruntime int8" in result.out
+    assert "onnx fp32" not in result.out  # --no-onnx-row
     passed = "verdict: PASS" in result.out
     assert passed == (result.code == 0)
     written = out if passed else out.with_name(out.name + ".rejected")
