@@ -111,6 +111,7 @@ class Daemon:
             camera=self.config.site.camera,
             frames_dropped=self.pipeline.frames.dropped,
             frame_queue_depth=len(self.pipeline.frames),
+            events_rejected=self.publisher.rejected,
             outbox=self.outbox.counters,
             camera_state=str(self.source.state),
             camera_counters=self.source.counters,
