@@ -152,7 +152,7 @@ class EvaluationResult:
     summary: str
 
 
-def evaluate_run(run_dir, split: str = "test", data_dir=None) -> EvaluationResult:
+def evaluate_run(run_dir, split: str = "test", data_dir=None, out=None) -> EvaluationResult:
     """Re-evaluate RUN_DIR/model.keras on `split` with the card's thresholds and settings."""
     from train.models import load_keras_model  # noqa: PLC0415
     from train.report import format_summary  # noqa: PLC0415
@@ -168,8 +168,8 @@ def evaluate_run(run_dir, split: str = "test", data_dir=None) -> EvaluationResul
     metrics = metrics_of(scored, card.thresholds)
     recorded = card.metrics.get(split)
     difference = max_difference(metrics, recorded) if recorded else None
-    path = run_dir / rundir.EVALUATION_DIR / f"{split}.json"
-    path.parent.mkdir(exist_ok=True)
+    path = Path(out) if out else run_dir / rundir.EVALUATION_DIR / f"{split}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     document = {"split": split, "metrics": metrics, "max_difference_to_card": difference}
     path.write_text(json.dumps(document, indent=2) + "\n")
     summary = format_summary(metrics, card.class_names, split)

@@ -78,18 +78,21 @@ def configure_tensorflow(threads: int = 0) -> None:
     """Limit TensorFlow's CPU threads (0 = its default); call before any TF work."""
     import tensorflow as tf  # noqa: PLC0415
 
-    if threads:
+    if not threads:
+        return
+    try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    except RuntimeError:  # TensorFlow already initialised in this process (tests)
+        log.debug("TensorFlow threads already fixed; --threads %d ignored", threads)
 
 
-def prepare_run(config: FitConfig, resume: bool, overrides: dict) -> tuple[FitConfig, dict]:
+def resolve_config(config: FitConfig, resume: bool, overrides: dict) -> tuple[FitConfig, dict]:
     """The effective config and the resume state ({} for a fresh run)."""
     out = Path(config.out)
     if not resume:
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise ConfigError(f"{out}: run folder is not empty; use --resume or another --out")
-        out.mkdir(parents=True, exist_ok=True)
         return config, {}
     config_path, state_path = out / rundir.CONFIG_FILE, out / rundir.STATE_FILE
     if not config_path.is_file() or not state_path.is_file():
@@ -109,21 +112,26 @@ def open_data(config: FitConfig):
 
 
 def load_or_make_splits(config: FitConfig, folder) -> dict[str, list[str]]:
-    """Splits from --splits, from the run (resume) or made from the seed; kept in RUN_DIR."""
-    from train.data.splits import make_splits, read_splits, write_splits  # noqa: PLC0415
+    """Splits from --splits, from the run (resume) or made from the seed; checked."""
+    from train.data.splits import make_splits, read_splits  # noqa: PLC0415
 
     own = Path(config.out) / rundir.SPLITS_FILE
-    data_hash = folder.content_hash()
-    source = Path(config.splits) if config.splits else own
-    if config.splits or own.is_file():
-        splits = read_splits(source, data_hash)
+    if config.splits:
+        splits = read_splits(Path(config.splits), folder.content_hash())
+    elif own.is_file():
+        splits = read_splits(own, folder.content_hash())
     else:
         splits = make_splits(folder, config.seed)
     check_splits(splits, folder, config.data)
-    if source != own or not own.is_file():
-        meta = {"data_hash": data_hash, "seed": config.seed, "source": str(source)}
-        write_splits(own, splits, meta)
     return splits
+
+
+def save_splits(config: FitConfig, folder, splits) -> None:
+    """RUN_DIR/splits.json: the run's own copy, whatever the source."""
+    from train.data.splits import write_splits  # noqa: PLC0415
+
+    meta = {"data_hash": folder.content_hash(), "seed": config.seed, "source": config.splits}
+    write_splits(Path(config.out) / rundir.SPLITS_FILE, splits, meta)
 
 
 def check_splits(splits: dict, folder, data) -> None:
@@ -285,10 +293,12 @@ def fit(config: FitConfig, resume: bool = False, overrides: dict | None = None) 
     """Train (or resume) and write the complete RUN_DIR; returns its path."""
     from train import assess  # noqa: PLC0415
 
-    config, state = prepare_run(config, resume, overrides or {})
+    config, state = resolve_config(config, resume, overrides or {})
     folder = open_data(config)
-    splits = load_or_make_splits(config, folder)
+    splits = load_or_make_splits(config, folder)  # bad data fails before RUN_DIR is created
     out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_splits(config, folder, splits)
     (out / rundir.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     training = {}
     if int(state.get("epoch", 0)) < config.epochs:
