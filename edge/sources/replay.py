@@ -10,45 +10,20 @@ import logging
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edge.config import ReplayCameraConfig
 from edge.errors import ConfigError
+from edge.imageio import IMAGE_SUFFIXES, UnreadableImage, read_gray
 from edge.sources.base import CameraState, Frame, FrameSource
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-_JPEG_SUFFIXES = (".jpg", ".jpeg")
-_JPEG_END = b"\xff\xd9"
-_JPEG_TAIL = 1024  # the end-of-image marker may be followed by a little padding
-
-
-class UnreadableImage(Exception):
-    """An image file that cannot be used as a frame; the message says why."""
 
 
 def list_images(folder: Path) -> list[Path]:
     return sorted(
         p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
     )
-
-
-def read_gray(path: Path) -> np.ndarray:
-    """uint8 HxW grayscale pixels of an image file, or UnreadableImage."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UnreadableImage(f"cannot read ({exc.strerror})") from None
-    if not data:
-        raise UnreadableImage("empty file")  # cv2.imdecode raises on an empty buffer
-    if path.suffix.lower() in _JPEG_SUFFIXES and _JPEG_END not in data[-_JPEG_TAIL:]:
-        raise UnreadableImage("truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise UnreadableImage("not a decodable image")
-    return image
 
 
 class ReplaySource(FrameSource):

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from edge import imageio as edge_imageio
 from edge.errors import DataError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-_JPEG_SUFFIXES = (".jpg", ".jpeg")
-_JPEG_EOI = b"\xff\xd9"
-# Inside JPEG entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so FFD9
-# near the end of a file can only be the end-of-image marker; a little trailing padding is allowed.
-_EOI_TAIL_BYTES = 1024
+from edge.imageio import IMAGE_SUFFIXES
 
 
 def list_images(directory: Path) -> list[str]:
@@ -28,14 +22,9 @@ def read_gray(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """uint8 H x W grayscale image; DataError naming the file if unreadable, truncated or of the
     wrong (width, height) `size`."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read image ({exc.strerror or exc})") from None
-    if path.suffix.lower() in _JPEG_SUFFIXES and _JPEG_EOI not in data[-_EOI_TAIL_BYTES:]:
-        raise DataError(f"{path}: truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise DataError(f"{path}: not a decodable image")
+        image = edge_imageio.read_gray(path)
+    except edge_imageio.UnreadableImage as exc:
+        raise DataError(f"{path}: {exc}") from None
     if size is not None and (image.shape[1], image.shape[0]) != tuple(size):
         raise DataError(
             f"{path}: image is {image.shape[1]}x{image.shape[0]}, expected {size[0]}x{size[1]}"
