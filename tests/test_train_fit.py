@@ -11,10 +11,12 @@ from edge.modelcard import ModelCard
 from train import rundir
 from train.metrics import metrics_table
 
-# The tiny model must beat the prevalence baseline's F1 on the test crops of every class by this.
-CROP_F1_MARGIN = 0.1
-# ... and whole frames (fewer samples: 36 frames, so a looser margin).
-FRAME_F1_MARGIN = 0.05
+# The tiny model must beat the prevalence baseline's F1 on the test split for every class by
+# these margins. Seen in tuning (seeds 0 and 1): crop margins 0.33-0.74, frame margins 0.2-0.6;
+# the frame view has only 27 test frames (4 with class 1), so its F1 moves in coarse steps.
+CROP_F1_MARGIN = 0.15
+FRAME_F1_MARGIN = 0.1
+DEFECT_FREE_CROP_F1_MARGIN = 0.03
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +52,12 @@ def test_tiny_model_beats_the_prevalence_baseline(card, view, margin):
     table = card.metrics["test"][view]
     for c, row in enumerate(table["classes"]):
         assert row["f1"] >= row["baseline"]["f1"] + margin, (view, c + 1, row)
+
+
+def test_defect_free_crops_beat_the_baseline(card):
+    free = card.metrics["test"]["crops"]["defect_free"]
+    assert free["f1"] >= free["baseline"]["f1"] + DEFECT_FREE_CROP_F1_MARGIN, free
+    assert free["acc"] > free["baseline"]["acc"], free
 
 
 def test_card_metrics_are_those_of_the_saved_scores(trained_run, card):

@@ -33,7 +33,7 @@ class FitConfig:
     epochs: int = 30
     batch_size: int = 16
     steps_per_epoch: int | None = None  # None: one crop per training image per epoch
-    lr: float = 1e-4
+    lr: float = 1e-3
     focal_alpha: float | None = DEFAULT_ALPHA
     focal_gamma: float = DEFAULT_GAMMA
     oversample: float = 0.0
@@ -258,7 +258,7 @@ def train(config: FitConfig, state: dict, folder, splits) -> dict:
     history = model.fit(
         train_data, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
         validation_data=array_dataset(val_tiles, val_labels.astype("float32"), config.batch_size),
-        callbacks=make_callbacks(config, state), verbose=config.verbose,
+        callbacks=make_callbacks(config, state), verbose=config.verbose, shuffle=False,
     )
     final_state = json.loads((Path(config.out) / rundir.STATE_FILE).read_text())
     return {

@@ -15,7 +15,7 @@ OPTIONS = {
     "epochs": (int, "number of epochs (default 30)"),
     "batch_size": (int, "crops per batch (default 16)"),
     "steps_per_epoch": (int, "batches per epoch (default: training images / batch size)"),
-    "lr": (float, "Adam learning rate (default 1e-4)"),
+    "lr": (float, "Adam learning rate (default 1e-3; 1e-4 suits --weights imagenet)"),
     "focal_alpha": (str, "focal loss alpha in (0, 1), or 'none' for no class balancing "
                          "(default 0.25)"),
     "focal_gamma": (float, "focal loss gamma (default 2)"),
