@@ -17,7 +17,9 @@ same tiles: 1600x256 frames of a `train synth` data set cut by `edge.tiling` (sy
 there is no data set). Batch 1 and batch 7 (one 1600x256 frame) are timed for about --seconds
 each after one warm-up batch; with --repeat N the runtimes are measured in N rounds and each
 shows its fastest (the load average beside it is that round's). The "max |dp|" column compares
-each runtime's probabilities with ONNX Runtime FP32 on the first 14 tiles.
+each runtime's probabilities with ONNX Runtime FP32 on the first 14 tiles. "tiles per CPU-s" is
+tiles per second of the child's CPU time: with 1 thread it is what an idle core would give, even
+while other jobs share the machine (with 2 threads it also counts ONNX Runtime's spin-waiting).
 """
 
 from __future__ import annotations
@@ -160,6 +162,7 @@ def measure(runtime: str, path: Path, threads: int, tiles: np.ndarray, seconds: 
     for batch in BATCHES:
         predict(tiles[:batch])  # warm-up
         times, position, started = [], 0, time.perf_counter()
+        cpu_started = time.process_time()
         while time.perf_counter() - started < seconds or len(times) < MIN_BATCHES:
             if position + batch > len(tiles):
                 position = 0
@@ -167,7 +170,9 @@ def measure(runtime: str, path: Path, threads: int, tiles: np.ndarray, seconds: 
             predict(tiles[position : position + batch])
             times.append(time.perf_counter() - t0)
             position += batch
+        cpu = time.process_time() - cpu_started
         result[f"b{batch}"] = {"tiles_per_s": batch * len(times) / sum(times),
+                               "tiles_per_cpu_s": batch * len(times) / cpu,
                                "ms_per_batch": float(np.median(times) * 1e3)}
     result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
@@ -195,14 +200,15 @@ def row(arch: str, runtime: str, threads: int, result: dict, reference: np.ndarr
         probs_path: Path) -> list[str]:
     load = f"{result['load'][0]:.2f} / {result['load'][1]:.2f}"
     if "error" in result:
-        return [arch, runtime, str(threads), "failed", "", "", "", "", load + " " + result["error"]]
+        return [arch, runtime, str(threads), "failed", "", "", "", "", "",
+                load + " " + result["error"]]
     diff = ""
     if reference is not None and probs_path.is_file():
         diff = f"{float(np.max(np.abs(np.load(probs_path) - reference))):.1e}"
     return [
         arch, runtime, str(threads), f"{result['b1']['tiles_per_s']:.1f}",
         f"{result['b7']['tiles_per_s']:.1f}", f"{result['b7']['ms_per_batch']:.0f}",
-        diff, f"{result['rss_mib']:.0f}", load,
+        f"{result['b7']['tiles_per_cpu_s']:.1f}", diff, f"{result['rss_mib']:.0f}", load,
     ]
 
 
@@ -225,7 +231,7 @@ def benchmark(args) -> None:
     tiles, source = load_tiles(args.data, BENCH_TILES)
     calibration, _ = load_tiles(args.data, CALIBRATION_TILES, skip_frames=100)
     header = ["arch", "runtime", "threads", "tiles/s b1", "tiles/s b7", "ms/batch b7",
-              "max |dp| vs fp32", "peak RSS MiB", "load avg before / after"]
+              "tiles per CPU-s b7", "max |dp| vs fp32", "peak RSS MiB", "load avg before / after"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-runtimes-") as tmp:
         tiles_path = Path(tmp) / "tiles.npy"
