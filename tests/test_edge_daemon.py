@@ -7,12 +7,10 @@ import os
 import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
 
 import pytest
 
 from edge.config import parse_config
-from edge.daemon import Daemon
 from edge.model import load_model
 from edge.runtime.base import Runtime
 from tests.fixtures.broker import Subscriber
@@ -23,23 +21,7 @@ from tests.fixtures.edge_daemon import (
     validate_messages,
     write_frames,
 )
-
-
-@contextmanager
-def running(config, flush_timeout: float = 5.0, **options):
-    """A started Daemon whose tick() runs in a helper thread (the CLI runs it in the main one)."""
-    daemon = Daemon(config, **options)
-    stop = threading.Event()
-    ticker = threading.Thread(
-        target=lambda: [daemon.tick() for _ in iter(lambda: stop.wait(0.1), True)], daemon=True
-    )
-    try:
-        daemon.start()
-        ticker.start()
-        yield daemon
-    finally:
-        stop.set()
-        daemon.shutdown(flush_timeout=flush_timeout)
+from tests.fixtures.reliability import running_daemon
 
 
 def config_for(tmp_path, broker, model, images, **overrides):
@@ -62,7 +44,7 @@ def test_broker_restart_mid_stream_every_event_arrives_once_in_order(
     images = write_frames(tmp_path / "frames", frames)
     config = config_for(tmp_path, broker, mean_model, images, camera={"rate": 30})
     try:
-        with running(config) as daemon:
+        with running_daemon(config) as daemon:
             assert subscriber.wait_for(lambda: len(subscriber.messages("/defects")) >= 10)
             broker.stop()
             assert subscriber.wait_for(lambda: daemon.outbox.depth >= 5, timeout=5)
@@ -92,7 +74,7 @@ def test_refused_connection_is_an_error_in_log_and_state(
     broker = make_broker(extra_config="allow_anonymous false\n")
     images = write_frames(tmp_path / "frames", {"a.png": frame_with_tiles([255])})
     config = config_for(tmp_path, broker, mean_model, images)
-    with running(config, flush_timeout=0.0) as daemon:
+    with running_daemon(config, flush_timeout=0.0) as daemon:
         assert _wait(lambda: daemon.mqtt.state.startswith("refused"))
         assert daemon.mqtt.state == "refused: Not authorized"
         assert "refused: Not authorized" in daemon.status_line()
@@ -142,7 +124,7 @@ def test_watchdog_pings_follow_inference_progress(tmp_path, mqtt_broker, mean_mo
     loaded = load_model(mean_model, "onnxruntime", max_batch=4, threads=1)
     runtime = BlockingRuntime(loaded.runtime)
     try:
-        with running(config, model=dataclasses.replace(loaded, runtime=runtime)) as daemon:
+        with running_daemon(config, model=dataclasses.replace(loaded, runtime=runtime)) as daemon:
             assert _wait(lambda: notify.lines("READY"))
             assert _wait(lambda: len(notify.lines("WATCHDOG")) >= 5)
             runtime.block.set()
@@ -187,7 +169,7 @@ def test_counter_of_defects_by_class_follows_the_events(tmp_path, mqtt_broker, m
     subscriber = Subscriber(mqtt_broker.host, mqtt_broker.port)
     config = config_for(tmp_path, mqtt_broker, mean_model, images)
     try:
-        with running(config, lossless=True) as daemon:
+        with running_daemon(config, lossless=True) as daemon:
             assert _wait(lambda: len(subscriber.messages("/defects")) == 2)
             assert _wait(lambda: daemon.pipeline.finished)
             stats = daemon.stats
@@ -208,7 +190,7 @@ def test_genicam_camera_frames_become_events(tmp_path, mqtt_broker, mean_model,
     sections = daemon_sections(tmp_path, mqtt_broker, mean_model, tmp_path)
     config = parse_config({**sections, "camera": camera})
     try:
-        with running(config) as daemon:
+        with running_daemon(config) as daemon:
             assert _wait(lambda: len(subscriber.messages("/defects")) >= 10), daemon.status_line()
             assert _wait(lambda: subscriber.messages("/stats"))
         counts = validate_messages(subscriber.messages())
