@@ -243,7 +243,7 @@ def _table3(table: dict) -> list[str]:
     return [
         "Table 3: defect-free",
         "",
-        _HEADER.format(first=""),
+        _HEADER.format(first="class"),
         _RULE,
         _row("defect-free", table["defect_free"], PAPER_TABLE3),
     ]

@@ -9,6 +9,7 @@ GlobalAveragePooling2D layer named "pool" whose input is the last convolutional 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,9 @@ def load_checkpoint_weights(model, path: Path) -> None:
             f"{path}: weights must be 'none', 'imagenet' or an existing Keras checkpoint file"
         )
     try:
-        model.load_weights(str(path))
+        with warnings.catch_warnings():  # Keras warns, then raises, on a mismatch
+            warnings.simplefilter("ignore", UserWarning)
+            model.load_weights(str(path))
     except Exception as exc:  # Keras raises ValueError/KeyError/OSError for mismatches
         reason = " ".join(str(exc).split())[:300]
         raise ModelError(
