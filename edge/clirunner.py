@@ -32,11 +32,27 @@ def _load(module_name: str):
     return importlib.import_module(module_name)
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of the record, never to a stale stream.
+
+    A process that runs several commands (tests, notebooks) may swap and close sys.stderr
+    between them; a handler that kept the first stream would then fail on every record.
+    """
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[_CurrentStderrHandler()],
     )
 
 
