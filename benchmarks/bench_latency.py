@@ -162,8 +162,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="`train synth` folder")
     parser.add_argument("--run", type=Path, default=CACHE / "tiny", help="trained tiny run")
     args = parser.parse_args()
-    model = prepare(args.data, args.run, threads=os.cpu_count() or 1)
-    images = args.data / "train_images"
+    data, run = args.data.resolve(), args.run.resolve()  # the config resolves against its folder
+    model = prepare(data, run, threads=os.cpu_count() or 1)
+    images = data / "train_images"
     rows = []
     for rate in args.rates:
         with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
