@@ -105,7 +105,18 @@ class LatencySubscriber:
 def run_rate(model: Path, images: Path, rate: float, args, workdir: Path) -> dict:
     broker = Broker(workdir / "broker")
     broker.start()
-    subscriber = LatencySubscriber(broker.host, broker.port, "steel-inspect/L1/cam1")
+    try:
+        subscriber = LatencySubscriber(broker.host, broker.port, "steel-inspect/L1/cam1")
+        try:
+            return measure_rate(model, images, rate, args, workdir, broker, subscriber)
+        finally:
+            subscriber.close()
+    finally:
+        broker.stop()
+
+
+def measure_rate(model: Path, images: Path, rate: float, args, workdir: Path, broker,
+                 subscriber: LatencySubscriber) -> dict:
     sections = daemon_sections(
         workdir, broker, model, images,
         camera={"rate": rate, "loop": True},
@@ -123,8 +134,6 @@ def run_rate(model: Path, images: Path, rate: float, args, workdir: Path) -> dic
         code = daemon.wait(60)
     finally:
         daemon.stop()
-        subscriber.close()
-        broker.stop()
     if code != 0:
         raise SystemExit(f"bench_latency: the daemon exited with {code}:\n{daemon.log[-2000:]}")
     kept = [ms for stamp, ms in subscriber.latencies if stamp >= started + args.warm_up]
