@@ -1,6 +1,7 @@
 """Daemon overhead: everything but the model, per 1600x256 Mono8 frame, on one core.
 
-    .venv/bin/python benchmarks/bench_daemon.py [--frames 3000] [--cpu N | --no-pin] [--profile]
+    .venv/bin/python benchmarks/bench_daemon.py [--frames 3000] [--repeat 3] [--cpu N | --no-pin]
+        [--profile] [--cases "no defects,..."]
 
 The model is the null runtime (`edge.runtime.null`: fixed probabilities, no inference), so what is
 timed is the daemon itself: tiling and batching, thresholds, event building, JSON, the SQLite
@@ -8,15 +9,18 @@ outbox (appends synced to disk) and QoS 1 publishing to a real mosquitto started
 loopback port. Three cases: no defects (no events), one class on every tile (one event of 7
 defects per frame) and all three classes on every tile (21 defects per frame).
 
-Two tables:
-- stages: each step alone in one thread, microseconds per frame (the outbox step stores the
-  events of 5 frames per transaction, what one publisher turn holds at 1000 frames/s);
+Three tables:
+- stages: each step alone in one thread, CPU microseconds per frame (the outbox step stores the
+  events of 5 frames per transaction, what one publisher turn holds at 1000 frames/s, and
+  removes the previous ones; its JSON encoding is shown apart);
 - daemon: the real `edge.daemon.Daemon` (grabber, inference and publisher threads, paho) fed from
   memory as fast as it takes frames, without drops; timed from the first frame until the broker
-  acknowledged the last event. CPU ms per frame counts every thread of this process; the broker's
-  CPU is shown apart. The process is pinned to one CPU (the broker is not) unless --no-pin.
+  acknowledged the last event; the median of --repeat runs (cases interleaved). CPU ms per frame
+  counts every thread of this process; the broker's CPU is shown apart. The process is pinned to
+  one CPU (the broker is not) unless --no-pin;
+- the daemon's CPU per frame by thread (from /proc/self/task).
 
---profile runs the daemon case under cProfile (every thread) and prints the top functions.
+--profile runs the daemon cases under cProfile (every thread) and prints the top functions.
 """
 
 from __future__ import annotations
