@@ -32,28 +32,40 @@ def _load(module_name: str):
     return importlib.import_module(module_name)
 
 
-class _CurrentStderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time of the record, never to a stale stream.
+class CurrentStreamHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout or sys.stderr is at the time of the record.
 
-    A process that runs several commands (tests, notebooks) may swap and close sys.stderr
-    between them; a handler that kept the first stream would then fail on every record.
+    A process that runs several commands (tests, notebooks) may swap and close the standard
+    streams between them; a handler that kept the first stream would then fail on every record.
     """
+
+    def __init__(self, stream_name: str = "stderr") -> None:
+        self.stream_name = stream_name
+        super().__init__()
 
     @property
     def stream(self):
-        return sys.stderr
+        return getattr(sys, self.stream_name)
 
     @stream.setter
     def stream(self, value) -> None:
         pass
 
 
+def install_log_handler(handler: CurrentStreamHandler, level: int | str) -> None:
+    """Makes `handler` the command line's only own root handler; others (pytest's) stay."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if isinstance(old, CurrentStreamHandler):
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
 def configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=[_CurrentStderrHandler()],
-    )
+    handler = CurrentStreamHandler("stderr")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    install_log_handler(handler, logging.DEBUG if verbose else logging.INFO)
 
 
 def run_main(

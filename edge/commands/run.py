@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 
+from edge.clirunner import CurrentStreamHandler, install_log_handler
 from edge.config import DEFAULT_CONFIG_PATH
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,7 @@ def log_to_stdout(level: str) -> None:
     fmt = "%(levelname)s %(threadName)s %(name)s: %(message)s"
     if not os.environ.get("JOURNAL_STREAM"):
         fmt = "%(asctime)s " + fmt
-    handler = logging.StreamHandler(sys.stdout)
+    handler = CurrentStreamHandler("stdout")
     handler.setFormatter(logging.Formatter(fmt))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
+    install_log_handler(handler, level)
     logging.getLogger("paho").setLevel(logging.WARNING)
