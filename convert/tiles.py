@@ -27,8 +27,12 @@ def open_run_data(card: ModelCard, run_dir: Path, data_dir: Path | None = None):
     return _open(card, run_dir, data_dir)
 
 
-def data_folder(card: ModelCard, data_dir: Path | None = None) -> Path:
-    return Path(data_dir) if data_dir is not None else Path(card.data.get("folder", ""))
+def data_folder(card: ModelCard, data_dir: Path | None = None) -> Path | None:
+    """`data_dir`, else the card's data folder, else None (a card written without one)."""
+    if data_dir is not None:
+        return Path(data_dir)
+    recorded = card.data.get("folder")
+    return Path(recorded) if recorded else None
 
 
 def frame_tiles(folder, image_ids, count: int, seed: int) -> np.ndarray:
@@ -66,7 +70,7 @@ def parity_tiles(
 ) -> tuple[np.ndarray, str]:
     """Real test-split tiles of the run's data, or synthetic ones if the data folder is gone."""
     folder_path = data_folder(card, data_dir)
-    if not str(folder_path) or not folder_path.is_dir():
+    if folder_path is None or not folder_path.is_dir():
         log.warning(
             "data folder %s is gone: checking the export on %d SYNTHETIC tiles", folder_path, count
         )

@@ -12,7 +12,8 @@ import pytest
 from convert.errors import ExportError
 from convert.export import PARITY_TOLERANCE, check_parity, onnx_probabilities
 from convert.onnx_graph import graph_inputs, graph_outputs
-from convert.tiles import parity_tiles
+from convert.tiles import open_run_data, parity_tiles
+from edge.errors import DataError
 from edge.modelcard import ModelCard
 from tests.fixtures.convert import THREADS, copy_run, run_convert
 
@@ -64,6 +65,27 @@ def test_parity_falls_back_to_synthetic_tiles_when_the_data_is_gone(exported_run
     tiles, source = parity_tiles(card, run, 6)
     assert tiles.shape == (6, 256, 256, 1) and tiles.dtype == np.uint8
     assert "synthetic" in source and "gone" in source
+
+
+def test_parity_uses_synthetic_tiles_for_a_card_without_a_data_folder(
+    exported_run, tmp_path, monkeypatch
+):
+    """A card written without `data.folder` must not read the current directory as data."""
+    run = exported_run.path.parent
+    raw = json.loads((run / "modelcard.json").read_text())
+    del raw["data"]["folder"]
+    monkeypatch.chdir(tmp_path)  # a folder that exists, as "" would resolve to
+    tiles, source = parity_tiles(ModelCard.from_dict(raw), run, 3)
+    assert tiles.shape == (3, 256, 256, 1)
+    assert "synthetic" in source
+
+
+def test_run_data_of_a_card_without_a_data_folder_is_a_one_line_error(exported_run):
+    run = exported_run.path.parent
+    raw = json.loads((run / "modelcard.json").read_text())
+    del raw["data"]["folder"]
+    with pytest.raises(DataError, match=r"names no data folder \(data\.folder\); pass --data"):
+        open_run_data(ModelCard.from_dict(raw), run)
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,13 @@ def open_run_data(card: ModelCard, run_dir: Path, data_dir: Path | None = None):
     from train.data.splits import read_splits  # noqa: PLC0415
 
     data = card.data
-    folder_path = Path(data_dir) if data_dir is not None else Path(data.get("folder", ""))
+    if data_dir is None and not data.get("folder"):
+        raise DataError(
+            f"{run_dir}: the model card names no data folder (data.folder); pass --data"
+        )
+    if not data.get("class_map"):
+        raise DataError(f"{run_dir}: the model card has no data.class_map to read the data with")
+    folder_path = Path(data_dir) if data_dir is not None else Path(data["folder"])
     folder = SeverstalFolder.open(folder_path, ClassMap.parse(data["class_map"]))
     recorded = data.get("sha256")
     if recorded and folder.content_hash() != recorded:
