@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _HARD_LIMIT_SLACK = 16 << 20
+WAL_LIMIT_BYTES = 1 << 20
 _DELETE_CHUNK = 500  # ids per DELETE statement, well under SQLite's bound-parameter limit
 
 
@@ -212,6 +213,11 @@ def _connect(path: Path) -> sqlite3.Connection:
     # `with db:` wraps a batch in one transaction (committed, or rolled back on an error)
     db = sqlite3.connect(path, check_same_thread=False)
     db.execute("PRAGMA journal_mode = WAL")
+    # checkpoint every ~1 MiB and cut the log back to that size, so the WAL beside the capped
+    # database stays small (SQLite's default lets it reach 4 MiB and never shrink)
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.execute(f"PRAGMA wal_autocheckpoint = {max(WAL_LIMIT_BYTES // page_size, 16)}")
+    db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
     return db
 
 

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from edge.errors import ConfigError
-from edge.outbox import Outbox
+from edge.outbox import WAL_LIMIT_BYTES, Outbox
 
 TOPIC = "steel-inspect/L1/cam1/defects"
 
@@ -89,3 +89,18 @@ def test_the_database_is_in_wal_mode(tmp_path):
     db = sqlite3.connect(tmp_path / "o.sqlite")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
+
+
+def test_the_write_ahead_log_stays_near_its_limit_under_steady_traffic(tmp_path):
+    """10 MiB of events through the outbox: the -wal file beside it stays about 1 MiB."""
+    path = tmp_path / "o.sqlite"
+    outbox = Outbox(path, max_bytes=10**8, stream="s")
+    wal = path.with_name(path.name + "-wal")
+    largest = 0
+    for _ in range(500):
+        outbox.append(events(10, size=2000), TOPIC)
+        outbox.remove([s.id for s in outbox.pending(limit=1000)])
+        largest = max(largest, wal.stat().st_size)
+    outbox.close()
+    one_batch = 64 * 1024  # a checkpoint can only run after the transaction that crossed it
+    assert 0 < largest <= WAL_LIMIT_BYTES + one_batch, largest
