@@ -53,11 +53,17 @@ class CurrentStreamHandler(logging.StreamHandler):
 
 
 def install_log_handler(handler: CurrentStreamHandler, level: int | str) -> None:
-    """Makes `handler` the command line's only own root handler; others (pytest's) stay."""
+    """Make `handler` the command line's root handler, replacing one an earlier command set.
+
+    Like `logging.basicConfig`, it stands back when the host process configured logging itself
+    (pytest, a notebook): their handlers stay and see the records at their own levels.
+    """
     root = logging.getLogger()
     for old in list(root.handlers):
         if isinstance(old, CurrentStreamHandler):
             root.removeHandler(old)
+    if root.handlers:
+        return
     root.addHandler(handler)
     root.setLevel(level)
 

@@ -13,12 +13,19 @@ from edge.commands.run import log_to_stdout
 
 
 @pytest.fixture
-def restored_root_logger():
+def root_logger():
+    """The root logger, restored after the test to what pytest had set."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield root
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+def bare(root: logging.Logger) -> logging.Logger:
+    """Set pytest's capture handlers aside (they are added after fixtures run): a plain process."""
+    root.handlers.clear()
+    return root
 
 
 @pytest.mark.parametrize(
@@ -27,8 +34,9 @@ def restored_root_logger():
     ids=["configure_logging", "edge-run"],
 )
 def test_records_follow_the_current_stream_after_the_first_is_closed(
-    install, stream_name, restored_root_logger, monkeypatch
+    install, stream_name, root_logger, monkeypatch
 ):
+    bare(root_logger)
     first = io.StringIO()
     monkeypatch.setattr(sys, stream_name, first)
     install()
@@ -46,14 +54,24 @@ def test_records_follow_the_current_stream_after_the_first_is_closed(
     assert "Logging error" not in errors.getvalue() + second.getvalue()
 
 
-def test_commands_replace_their_own_handler_and_keep_foreign_ones(restored_root_logger):
-    foreign = logging.NullHandler()
-    restored_root_logger.addHandler(foreign)
+def test_each_command_replaces_the_handler_of_the_one_before(root_logger):
+    bare_root_logger = bare(root_logger)
     configure_logging(False)
     log_to_stdout("INFO")
     configure_logging(True)
 
-    own = [h for h in restored_root_logger.handlers if isinstance(h, CurrentStreamHandler)]
+    own = [h for h in bare_root_logger.handlers if isinstance(h, CurrentStreamHandler)]
     assert [h.stream_name for h in own] == ["stderr"]
-    assert foreign in restored_root_logger.handlers
-    assert restored_root_logger.level == logging.DEBUG
+    assert bare_root_logger.level == logging.DEBUG
+
+
+def test_logging_the_host_process_configured_is_left_alone(root_logger):
+    bare_root_logger = bare(root_logger)
+    foreign = logging.NullHandler()
+    bare_root_logger.addHandler(foreign)
+    bare_root_logger.setLevel(logging.WARNING)
+    configure_logging(True)
+    log_to_stdout("DEBUG")
+
+    assert bare_root_logger.handlers == [foreign]
+    assert bare_root_logger.level == logging.WARNING
