@@ -78,6 +78,27 @@ def configure_client(client: paho.Client, config: MqttConfig) -> None:
             raise ConfigError(f"mqtt: cannot set up TLS: {exc}") from None
 
 
+class LastSocketError:
+    """The last socket error paho met: a broken read (the broker's TLS alert when it demands a
+    client certificate, say) reaches only paho's log callback, not on_disconnect."""
+
+    def __init__(self, client: paho.Client) -> None:
+        self._text = ""
+        client.on_log = self._on_log
+
+    def _on_log(self, client, userdata, level, buf) -> None:
+        if level == paho.MQTT_LOG_ERR:
+            self._text = buf.removeprefix("failed to receive on socket: ")
+
+    def take(self) -> str:
+        text, self._text = self._text, ""
+        return text
+
+
+def closed_before_accepting(cause: str) -> str:
+    return f"closed before accepting: {cause or 'the broker hung up'}"
+
+
 class MqttClient:
     def __init__(self, config: MqttConfig, site: SiteConfig, birth: dict | None = None) -> None:
         self.config = config
@@ -100,6 +121,7 @@ class MqttClient:
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._socket_error = LastSocketError(self._client)
         self.ready = threading.Event()
         self.state = "connecting"
         self.connects = 0
@@ -187,6 +209,15 @@ class MqttClient:
             reason = "connection lost" if reason_code == "Unspecified error" else reason_code
             log.warning("disconnected from MQTT broker %s: %s", self.address, reason)
             self.state = f"disconnected: {reason}"
+        elif self.state != "stopped" and not self.state.startswith("refused"):
+            state = closed_before_accepting(self._socket_error.take())
+            if state != self.state:
+                log.error(
+                    "MQTT broker %s %s (a broker that demands client certificates needs "
+                    "mqtt.cert_file and mqtt.key_file; see also the broker's log); retrying "
+                    "with backoff", self.address, state,
+                )
+            self.state = state
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         if mid == self._birth_mid:
@@ -211,10 +242,17 @@ def probe_broker(config: MqttConfig, site: SiteConfig, timeout: float = 5.0) -> 
         outcome["result"] = f"{kind}: {exc or 'connection failed'}"
         done.set()
 
+    def on_disconnect(client, userdata, flags, reason_code, properties):
+        if not done.is_set():
+            outcome["result"] = closed_before_accepting(socket_error.take())
+            done.set()
+
     client_id = (config.client_id or default_client_id(site)) + "-check"
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311)
     configure_client(client, config)
     client.on_connect, client.on_connect_fail = on_connect, on_connect_fail
+    client.on_disconnect = on_disconnect
+    socket_error = LastSocketError(client)
     client.connect_async(config.host, config.port, config.keepalive)
     client.loop_start()
     try:

@@ -99,14 +99,18 @@ def test_tls_with_the_test_ca_verifies_the_broker_and_delivers(
     [
         ("right", "other", "unable to get local issuer certificate"),
         ("wrong-name", "right", "IP address mismatch"),
+        ("expired", "right", "certificate has expired"),
     ],
-    ids=["unknown-ca", "certificate-for-another-host"],
+    ids=["unknown-ca", "certificate-for-another-host", "expired-certificate"],
 )
 def test_tls_broker_that_fails_verification_is_refused_clearly(
     tmp_path, make_broker, mean_model, frames, tls_files, caplog, capsys, server, ca, reason
 ):
-    cert, key = ((tls_files.server_cert, tls_files.server_key) if server == "right"
-                 else (tls_files.wrong_name_cert, tls_files.wrong_name_key))
+    cert, key = {
+        "right": (tls_files.server_cert, tls_files.server_key),
+        "wrong-name": (tls_files.wrong_name_cert, tls_files.wrong_name_key),
+        "expired": (tls_files.expired_cert, tls_files.expired_key),
+    }[server]
     broker = make_broker(extra_config=mosquitto_tls_lines(cert, key))
     ca_file = tls_files.ca if ca == "right" else tls_files.other_ca
     sections = sections_for(tmp_path, broker, mean_model, frames, ca_file=str(ca_file))
@@ -125,6 +129,42 @@ def test_tls_broker_that_fails_verification_is_refused_clearly(
     code, rows, _ = check_rows(capsys, write_config(tmp_path / "edge.toml", sections))
     assert code == 1 and rows["broker"].split()[1] == "FAIL"
     assert "TLS failed" in rows["broker"] and reason in rows["broker"]
+
+
+def test_mutual_tls_with_a_client_certificate_delivers(
+    tmp_path, make_broker, mean_model, frames, tls_files, capsys
+):
+    broker = make_broker(extra_config=mosquitto_tls_lines(
+        tls_files.server_cert, tls_files.server_key, client_ca=tls_files.ca))
+    sections = sections_for(tmp_path, broker, mean_model, frames, ca_file=str(tls_files.ca),
+                            cert_file=str(tls_files.client_cert),
+                            key_file=str(tls_files.client_key))
+    with running_daemon(parse_config(sections), lossless=True) as daemon:
+        assert wait_until(lambda: daemon.publisher.acked == FRAMES), daemon.status_line()
+        assert daemon.mqtt.state == "connected"
+
+    code, rows, _ = check_rows(capsys, write_config(tmp_path / "edge.toml", sections))
+    assert code == 0 and "OK" in rows["broker"], rows["broker"]
+
+
+def test_mutual_tls_without_a_client_certificate_is_refused_clearly(
+    tmp_path, make_broker, mean_model, frames, tls_files, caplog, capsys
+):
+    broker = make_broker(extra_config=mosquitto_tls_lines(
+        tls_files.server_cert, tls_files.server_key, client_ca=tls_files.ca))
+    sections = sections_for(tmp_path, broker, mean_model, frames, ca_file=str(tls_files.ca))
+    with running_daemon(parse_config(sections), 0.5, lossless=True) as daemon:
+        assert wait_until(lambda: daemon.outbox.depth == FRAMES)
+        assert wait_until(lambda: "certificate required" in daemon.mqtt.state), daemon.mqtt.state
+        time.sleep(1.5)  # several attempts, none gets through
+        assert not daemon.mqtt.ready.is_set() and daemon.publisher.acked == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("certificate required" in m for m in errors), errors
+    assert "connected to MQTT broker" not in caplog.text
+
+    code, rows, _ = check_rows(capsys, write_config(tmp_path / "edge.toml", sections))
+    assert code == 1 and rows["broker"].split()[1] == "FAIL"
+    assert "certificate required" in rows["broker"], rows["broker"]
 
 
 # -- user and password ----------------------------------------------------------------------------
