@@ -9,7 +9,7 @@ import time
 import pytest
 
 from edge.cli import main
-from tests.fixtures.broker import Subscriber
+from tests.fixtures.broker import Subscriber, wait_until
 from tests.fixtures.edge_daemon import (
     CLASS_NAMES,
     TILE,
@@ -22,15 +22,6 @@ from tests.fixtures.edge_daemon import (
     write_config,
     write_frames,
 )
-
-
-def wait(condition, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return bool(condition())
 
 
 @pytest.fixture
@@ -61,7 +52,7 @@ def test_replay_publishes_what_the_model_sees_and_waits_for_every_ack(
     finally:
         daemon.stop()
     # every event was acknowledged before the command exited, so the subscriber has it already
-    assert wait(lambda: len(subscriber.messages("/defects")) >= len(expected), timeout=2)
+    assert wait_until(lambda: len(subscriber.messages("/defects")) >= len(expected), timeout=2)
     events = subscriber.payloads("/defects")
     counts = validate_messages(subscriber.messages())
     assert counts["defects"] == len(expected) and counts["status"] >= 2
@@ -93,11 +84,12 @@ def test_run_under_systemd_notifies_pings_and_stops_cleanly_on_sigterm(
     daemon = DaemonProcess(config, env={"NOTIFY_SOCKET": notify.address,
                                         "WATCHDOG_USEC": "400000"})
     try:
-        assert wait(lambda: notify.lines("READY")), daemon.log
+        assert wait_until(lambda: notify.lines("READY"), timeout=15), daemon.log
         ready_at = time.monotonic()
-        assert wait(lambda: len(notify.lines("WATCHDOG", since=ready_at)) >= 4), daemon.log
-        assert wait(lambda: len(subscriber.messages("/defects")) >= 5)
-        assert wait(lambda: subscriber.messages("/stats"))
+        assert wait_until(lambda: len(notify.lines("WATCHDOG", since=ready_at)) >= 4,
+                          timeout=15), daemon.log
+        assert wait_until(lambda: len(subscriber.messages("/defects")) >= 5, timeout=15)
+        assert wait_until(lambda: subscriber.messages("/stats"), timeout=15)
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(30) == 0, daemon.log
     finally:
@@ -116,7 +108,7 @@ def test_run_under_systemd_notifies_pings_and_stops_cleanly_on_sigterm(
     # a subscriber arriving later sees the retained state
     late = Subscriber(mqtt_broker.host, mqtt_broker.port, "steel-inspect/+/+/status")
     try:
-        assert wait(lambda: late.messages(), timeout=5)
+        assert wait_until(lambda: late.messages(), timeout=5)
         assert late.messages()[0].retain and late.payloads("/status")[0]["state"] == "stopped"
     finally:
         late.close()
@@ -149,7 +141,7 @@ def test_kill9_restart_replays_the_outbox_continues_seq_and_the_will_says_offlin
     outbox = tmp_path / "state" / "outbox.sqlite"
     daemon = DaemonProcess(write_config(tmp_path / "edge.toml", sections))
     try:
-        assert wait(lambda: len(outbox_rows(outbox)) == 8), daemon.log
+        assert wait_until(lambda: len(outbox_rows(outbox)) == 8, timeout=15), daemon.log
         daemon.signal(signal.SIGKILL)
         daemon.wait(10)
     finally:
@@ -162,12 +154,14 @@ def test_kill9_restart_replays_the_outbox_continues_seq_and_the_will_says_offlin
     sections["camera"]["path"] = str(second)
     daemon = DaemonProcess(write_config(tmp_path / "edge.toml", sections))
     try:
-        assert wait(lambda: len(subscriber.messages("/defects")) >= 12), daemon.log
-        assert wait(lambda: outbox_rows(outbox) == [])
+        assert wait_until(lambda: len(subscriber.messages("/defects")) >= 12,
+                          timeout=15), daemon.log
+        assert wait_until(lambda: outbox_rows(outbox) == [], timeout=15)
         assert subscriber.payloads("/status")[-1]["state"] == "online"
         daemon.signal(signal.SIGKILL)
         daemon.wait(10)
-        assert wait(lambda: subscriber.payloads("/status")[-1]["state"] == "offline", timeout=10)
+        assert wait_until(lambda: subscriber.payloads("/status")[-1]["state"] == "offline",
+                          timeout=10)
         events = subscriber.payloads("/defects")
         validate_messages(subscriber.messages())
     finally:

@@ -13,7 +13,7 @@ import pytest
 from edge.config import parse_config
 from edge.model import load_model
 from edge.runtime.base import Runtime
-from tests.fixtures.broker import Subscriber
+from tests.fixtures.broker import Subscriber, wait_until
 from tests.fixtures.edge_daemon import (
     NotifySocket,
     daemon_sections,
@@ -75,10 +75,10 @@ def test_refused_connection_is_an_error_in_log_and_state(
     images = write_frames(tmp_path / "frames", {"a.png": frame_with_tiles([255])})
     config = config_for(tmp_path, broker, mean_model, images)
     with running_daemon(config, flush_timeout=0.0) as daemon:
-        assert _wait(lambda: daemon.mqtt.state.startswith("refused"))
+        assert wait_until(lambda: daemon.mqtt.state.startswith("refused"))
         assert daemon.mqtt.state == "refused: Not authorized"
         assert "refused: Not authorized" in daemon.status_line()
-        assert _wait(lambda: daemon.outbox.depth == 1)  # the event waits in the outbox
+        assert wait_until(lambda: daemon.outbox.depth == 1)  # the event waits in the outbox
         assert not daemon.mqtt.ready.is_set()
     assert "refused the connection: Not authorized" in caplog.text
 
@@ -125,8 +125,8 @@ def test_watchdog_pings_follow_inference_progress(tmp_path, mqtt_broker, mean_mo
     runtime = BlockingRuntime(loaded.runtime)
     try:
         with running_daemon(config, model=dataclasses.replace(loaded, runtime=runtime)) as daemon:
-            assert _wait(lambda: notify.lines("READY"))
-            assert _wait(lambda: len(notify.lines("WATCHDOG")) >= 5)
+            assert wait_until(lambda: notify.lines("READY"))
+            assert wait_until(lambda: len(notify.lines("WATCHDOG")) >= 5)
             runtime.block.set()
             assert runtime.stuck.wait(5)
             stuck_at = time.monotonic() + 0.05  # a ping sent just before may still be in transit
@@ -136,20 +136,11 @@ def test_watchdog_pings_follow_inference_progress(tmp_path, mqtt_broker, mean_mo
             runtime.block.clear()
             runtime.release.set()
             released_at = time.monotonic()
-            assert _wait(lambda: len(notify.lines("WATCHDOG", since=released_at)) >= 3)
+            assert wait_until(lambda: len(notify.lines("WATCHDOG", since=released_at)) >= 3)
         assert notify.lines("STOPPING") == ["1"]
         assert any(line.startswith("frames ") for line in notify.lines("STATUS"))
     finally:
         notify.close()
-
-
-def _wait(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return bool(condition())
 
 
 @pytest.fixture(autouse=True)
@@ -170,8 +161,8 @@ def test_counter_of_defects_by_class_follows_the_events(tmp_path, mqtt_broker, m
     config = config_for(tmp_path, mqtt_broker, mean_model, images)
     try:
         with running_daemon(config, lossless=True) as daemon:
-            assert _wait(lambda: len(subscriber.messages("/defects")) == 2)
-            assert _wait(lambda: daemon.pipeline.finished)
+            assert wait_until(lambda: len(subscriber.messages("/defects")) == 2)
+            assert wait_until(lambda: daemon.pipeline.finished)
             stats = daemon.stats
         validate_messages(subscriber.messages())
     finally:
@@ -191,8 +182,9 @@ def test_genicam_camera_frames_become_events(tmp_path, mqtt_broker, mean_model,
     config = parse_config({**sections, "camera": camera})
     try:
         with running_daemon(config) as daemon:
-            assert _wait(lambda: len(subscriber.messages("/defects")) >= 10), daemon.status_line()
-            assert _wait(lambda: subscriber.messages("/stats"))
+            assert wait_until(lambda: len(subscriber.messages("/defects")) >= 10), \
+                daemon.status_line()
+            assert wait_until(lambda: subscriber.messages("/stats"))
         counts = validate_messages(subscriber.messages())
     finally:
         subscriber.close()

@@ -11,6 +11,7 @@ import pytest
 from edge.config import MqttConfig, SiteConfig
 from edge.mqtt import MqttClient, probe_broker
 from edge.sdnotify import SdNotifier, Watchdog
+from tests.fixtures.broker import wait_until
 from tests.fixtures.edge_daemon import NotifySocket
 
 SITE = SiteConfig(line="L1", camera="cam1")
@@ -41,15 +42,6 @@ def mqtt_config(broker, **keys) -> MqttConfig:
                       reconnect={"initial": 0.2, "max": 0.5}, **keys)
 
 
-def wait(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return bool(condition())
-
-
 def test_tls_with_the_right_ca_connects(tls_broker):
     ok, detail = probe_broker(mqtt_config(tls_broker, ca_file=tls_broker.ca), SITE)
     assert ok, detail
@@ -70,7 +62,7 @@ def test_tls_with_a_wrong_ca_is_a_clear_failure(tmp_path, tls_broker, caplog):
     client = MqttClient(config, SITE)
     client.start()
     try:
-        assert wait(lambda: client.state.startswith("TLS failed: "))
+        assert wait_until(lambda: client.state.startswith("TLS failed: "))
         assert not client.ready.is_set()
     finally:
         client.stop()
@@ -96,7 +88,7 @@ def test_sd_notify_reaches_a_path_socket_and_an_abstract_one(tmp_path, monkeypat
         notifier = SdNotifier()
         assert notifier.ready("warming up") and notifier.status("two\nlines")
         assert notifier.watchdog() and notifier.stopping()
-        assert wait(lambda: len(listener.datagrams) == 4)
+        assert wait_until(lambda: len(listener.datagrams) == 4)
         assert [text for _, text in listener.datagrams] == [
             "READY=1\nSTATUS=warming up", "STATUS=two lines", "WATCHDOG=1", "STOPPING=1"
         ]
