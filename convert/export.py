@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 
 from convert.errors import ExportError
-from convert.onnx_graph import check_contract, name_unnamed_nodes
+from convert.onnx_graph import check_contract, name_unnamed_nodes, normalise_after_layout
 from convert.tiles import parity_tiles
 from convert.trt86 import Finding, check_tensorrt86
 from edge.errors import ModelError
@@ -85,6 +85,9 @@ def finish_graph(path: Path, card: ModelCard) -> None:
     check_contract(model, card, "exported ONNX")
     for value in (*model.graph.input, *model.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
+    moved = normalise_after_layout(model)
+    if moved:
+        log.info("moved %d pixel normalisation(s) after the NHWC -> NCHW layout op", moved)
     name_unnamed_nodes(model)
     onnx.helper.set_model_props(model, {"steel_inspect.model": card.name,
                                         "steel_inspect.version": card.version})

@@ -26,6 +26,8 @@ def test_export_writes_the_contract(exported_run):
     assert probabilities.name == "probabilities"
     assert (probabilities.dtype, probabilities.shape) == ("float32", ["N", len(card.classes)])
     assert model.graph.node[-1].op_type == "Sigmoid"  # the head computes in FP32, no rounding
+    # the scalar normalisation runs on NCHW pixels (convert.onnx_graph.normalise_after_layout)
+    assert [node.op_type for node in model.graph.node[:4]] == ["Cast", "Reshape", "Mul", "Add"]
     assert exported_run.tiles_source.startswith("test-split tiles")
 
 
