@@ -6,6 +6,7 @@ run it on the line PC: `.venv/bin/python -m pytest tests/test_tensorrt.py -m ten
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -17,11 +18,16 @@ pytestmark = pytest.mark.tensorrt
 
 
 def _gpu_reason() -> str | None:
+    missing = [name for name in ("tensorrt", "pycuda")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        return (f"needs an NVIDIA GPU with tensorrt and pycuda (pip install "
+                f"steel-inspect[tensorrt]): {' and '.join(missing)} not installed here")
     try:
         import pycuda.driver as cuda
         import tensorrt  # noqa: F401
     except ImportError as exc:
-        return f"needs tensorrt and pycuda (pip install steel-inspect[tensorrt]): {exc}"
+        return f"tensorrt or pycuda is installed but does not import: {exc}"
     try:
         cuda.init()
         if cuda.Device.count() == 0:
