@@ -227,6 +227,12 @@ class MqttConfig(Section):
         "steel-inspect", description="first topic levels: PREFIX/LINE/CAMERA/..."
     )
     qos: Literal[1, 2] = Field(1, description="QoS of defect events (1 = at least once)")
+    protocol: Literal["3.1.1", "5"] = Field(
+        "3.1.1",
+        description="MQTT version. With 5 the broker can refuse a single event (e.g. its ACL "
+        "denies the topic) and the daemon keeps it and says so; a 3.1.1 broker acknowledges "
+        "such an event and drops it unseen. Use 5 where the broker supports it",
+    )
     keepalive: int = Field(30, ge=5, le=65535, description="MQTT keepalive in seconds")
     stats_interval: float = Field(10.0, gt=0, description="seconds between stats messages")
     reconnect: Backoff = Field(

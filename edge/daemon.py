@@ -112,6 +112,7 @@ class Daemon:
             frames_dropped=self.pipeline.frames.dropped,
             frame_queue_depth=len(self.pipeline.frames),
             events_rejected=self.publisher.rejected,
+            events_refused=self.publisher.refused,
             outbox=self.outbox.counters,
             camera_state=str(self.source.state),
             camera_counters=self.source.counters,

@@ -8,7 +8,9 @@ connection's birth message. paho re-sends the events still unacknowledged from t
 connection right after the CONNACK, i.e. before the birth's PUBACK arrives, so waiting for it
 keeps the events in order. Acknowledged event message ids are collected for the publisher
 (`take_acks`); publish() may return after its PUBACK was already handled, which the publisher
-tolerates because it registers ids and consumes acks in the same thread.
+tolerates because it registers ids and consumes acks in the same thread. Under MQTT 5 a PUBACK
+may carry a refusal (e.g. "Not authorized" from the broker's ACL): those ids go to
+`take_refusals`, the state says `events refused: REASON` until an event is accepted again.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ _STATUS_HEADROOM = 8  # in-flight slots kept for status messages beside the even
 
 @dataclass(frozen=True)
 class Topics:
+    base: str
     status: str
     defects: str
     stats: str
@@ -44,7 +47,8 @@ class Topics:
     @classmethod
     def of(cls, prefix: str, site: SiteConfig) -> Topics:
         base = f"{prefix}/{site.line}/{site.camera}"
-        return cls(status=f"{base}/status", defects=f"{base}/defects", stats=f"{base}/stats")
+        return cls(base=base, status=f"{base}/status", defects=f"{base}/defects",
+                   stats=f"{base}/stats")
 
 
 def status_payload(state: str, site: SiteConfig, extra: dict | None = None) -> bytes:
@@ -105,12 +109,7 @@ class MqttClient:
         self.site = site
         self.topics = Topics.of(config.topic_prefix, site)
         self._birth = dict(birth or {})
-        self._client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=config.client_id or default_client_id(site),
-            clean_session=True,  # durability is the outbox's job, not the broker session's
-            protocol=paho.MQTTv311,
-        )
+        self._client = new_paho_client(config, config.client_id or default_client_id(site))
         self._client.max_inflight_messages = config.max_inflight + _STATUS_HEADROOM
         self._client.will_set(
             self.topics.status, status_payload("offline", site), qos=1, retain=True
@@ -126,6 +125,8 @@ class MqttClient:
         self.state = "connecting"
         self.connects = 0
         self._acks: deque[int] = deque()
+        self._refusals: deque[tuple[int, str]] = deque()
+        self.refused = 0
         self._birth_mid: int | None = None
         self._started = False
 
@@ -136,7 +137,7 @@ class MqttClient:
     def start(self) -> None:
         log.info("connecting to MQTT broker %s (TLS %s)", self.address,
                  "on" if self.config.use_tls else "off")
-        self._client.connect_async(self.config.host, self.config.port, self.config.keepalive)
+        connect_async(self._client, self.config)
         self._client.loop_start()
         self._started = True
 
@@ -153,6 +154,13 @@ class MqttClient:
         while self._acks:
             acks.append(self._acks.popleft())
         return acks
+
+    def take_refusals(self) -> list[tuple[int, str]]:
+        """(message id, reason) of events the broker refused (MQTT 5 only)."""
+        refusals = []
+        while self._refusals:
+            refusals.append(self._refusals.popleft())
+        return refusals
 
     def publish_stats(self, payload: dict) -> bool:
         if not self.ready.is_set():
@@ -205,7 +213,7 @@ class MqttClient:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.ready.clear()
-        if self.state == "connected":
+        if self.state == "connected" or self.state.startswith("events refused"):
             reason = "connection lost" if reason_code == "Unspecified error" else reason_code
             log.warning("disconnected from MQTT broker %s: %s", self.address, reason)
             self.state = f"disconnected: {reason}"
@@ -220,48 +228,101 @@ class MqttClient:
             self.state = state
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        refused = reason_code.is_failure  # only MQTT 5 PUBACKs carry a refusal
         if mid == self._birth_mid:
             self._birth_mid = None
-            self.ready.set()
+            if refused:
+                log.error("MQTT broker %s refused the status message on %s: %s (check the "
+                          "broker's ACL)", self.address, self.topics.status, reason_code)
+            self.ready.set()  # events may still be allowed; each refusal shows on its own
             return
+        if refused:
+            self.refused += 1
+            state = f"events refused: {reason_code}"
+            if state != self.state:
+                log.error(
+                    "MQTT broker %s refused an event on %s: %s (the daemon's user needs write "
+                    "access to %s/#); refused events stay in the outbox and are retried",
+                    self.address, self.topics.defects, reason_code, self.topics.base,
+                )
+            self.state = state
+            self._refusals.append((mid, str(reason_code)))
+            return
+        if self.state.startswith("events refused"):
+            log.info("MQTT broker %s accepts events again", self.address)
+            self.state = "connected"
         self._acks.append(mid)
 
 
+def new_paho_client(config: MqttConfig, client_id: str) -> paho.Client:
+    if config.protocol == "5":
+        return paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    return paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id,
+        clean_session=True,  # durability is the outbox's job, not the broker session's
+        protocol=paho.MQTTv311,
+    )
+
+
+def connect_async(client: paho.Client, config: MqttConfig) -> None:
+    if config.protocol == "5":  # a fresh session every time, as clean_session does for 3.1.1
+        client.connect_async(config.host, config.port, config.keepalive, clean_start=True)
+    else:
+        client.connect_async(config.host, config.port, config.keepalive)
+
+
 def probe_broker(config: MqttConfig, site: SiteConfig, timeout: float = 5.0) -> tuple[bool, str]:
-    """Connect once, without a will or birth (a daemon may be running), and disconnect."""
+    """Connect once, without a will or birth (a daemon may be running), and disconnect.
+
+    Under MQTT 5 it also publishes one QoS 1 message to PREFIX/LINE/CAMERA/check: the PUBACK
+    says whether the broker's ACL lets this user publish there (3.1.1 brokers cannot say).
+    """
     outcome: dict[str, str] = {}
     done = threading.Event()
+    check_topic = Topics.of(config.topic_prefix, site).base + "/check"
+
+    def finish(result: str) -> None:
+        outcome.setdefault("result", result)
+        done.set()
 
     def on_connect(client, userdata, flags, reason_code, properties):
-        outcome["result"] = "ok" if not reason_code.is_failure else f"refused: {reason_code}"
-        done.set()
+        if reason_code.is_failure:
+            finish(f"refused: {reason_code}")
+        elif config.protocol == "5":
+            payload = json.dumps({"schema": "steel-inspect/check/v1", "ts": utc_iso(time.time())})
+            client.publish(check_topic, payload, qos=1)
+        else:
+            finish("ok")
+
+    def on_publish(client, userdata, mid, reason_code, properties):
+        finish(f"publish to {check_topic} refused: {reason_code}" if reason_code.is_failure
+               else "ok")
 
     def on_connect_fail(client, userdata):
         exc = sys.exc_info()[1]
         kind = "TLS failed" if isinstance(exc, ssl.SSLError) else "unreachable"
-        outcome["result"] = f"{kind}: {exc or 'connection failed'}"
-        done.set()
+        finish(f"{kind}: {exc or 'connection failed'}")
 
     def on_disconnect(client, userdata, flags, reason_code, properties):
-        if not done.is_set():
-            outcome["result"] = closed_before_accepting(socket_error.take())
-            done.set()
+        finish(closed_before_accepting(socket_error.take()))
 
     client_id = (config.client_id or default_client_id(site)) + "-check"
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311)
+    client = new_paho_client(config, client_id)
     configure_client(client, config)
     client.on_connect, client.on_connect_fail = on_connect, on_connect_fail
-    client.on_disconnect = on_disconnect
+    client.on_disconnect, client.on_publish = on_disconnect, on_publish
     socket_error = LastSocketError(client)
-    client.connect_async(config.host, config.port, config.keepalive)
+    connect_async(client, config)
     client.loop_start()
     try:
         if not done.wait(timeout):
             return False, f"no answer from {config.host}:{config.port} within {timeout:g} s"
         result = outcome["result"]
-        return result == "ok", (
-            f"connected to {config.host}:{config.port}" if result == "ok" else result
-        )
+        if result != "ok":
+            return False, result
+        rights = ("publish allowed" if config.protocol == "5"
+                  else "MQTT 3.1.1: publish rights cannot be checked")
+        return True, f"connected to {config.host}:{config.port}, {rights}"
     finally:
         client.disconnect()
         client.loop_stop()

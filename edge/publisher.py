@@ -4,7 +4,9 @@ Each turn it (1) stores the events the inference thread submitted, in one transa
 the events the broker acknowledged, in one transaction, and (3) when MQTT is ready, hands the next
 stored events to paho in id order, keeping at most `max_inflight` unacknowledged. After a restart
 the cursor starts at 0, so events left in the outbox go out before new ones. `submit` never
-blocks: inference does not wait on the disk or the network.
+blocks: inference does not wait on the disk or the network. An event the broker refuses (MQTT 5,
+e.g. its ACL) stays in the outbox: the cursor goes back to it and sending pauses with the
+reconnect backoff before it is offered again.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class Publisher:
         self.acked = 0
         self._unremoved: list[int] = []  # acknowledged, but the outbox refused to delete them
         self._was_ready = False
+        self.refused = 0
+        self._backoff = mqtt.config.reconnect
+        self._retry_delay = self._backoff.initial
+        self._paused_until = 0.0
 
     @property
     def queued(self) -> int:
@@ -106,7 +112,7 @@ class Publisher:
         if ready and not self._was_ready and self.outbox.depth:
             log.info("broker ready: sending %d stored events first", self.outbox.depth)
         self._was_ready = ready
-        if ready:
+        if ready and time.monotonic() >= self._paused_until:
             self._send_next()
 
     def _store_submitted(self) -> None:
@@ -122,16 +128,35 @@ class Publisher:
     def _remove_acknowledged(self) -> None:
         ids = [self._inflight.pop(mid) for mid in self.mqtt.take_acks() if mid in self._inflight]
         self.acked += len(ids)
+        if ids:
+            self._retry_delay = self._backoff.initial
+        self._take_back_refused()
         ids = self._unremoved + ids
         # a full disk refuses deletes too: retry them every turn, or they would stay (and count
         # in the outbox depth) until the next restart sends them again
         self._unremoved = ids if ids and not self.outbox.remove(ids) else []
 
+    def _take_back_refused(self) -> None:
+        rows = [self._inflight.pop(mid) for mid, _ in self.mqtt.take_refusals()
+                if mid in self._inflight]
+        if not rows:
+            return
+        self.refused += len(rows)
+        self._cursor = min(self._cursor, min(rows) - 1)
+        self._paused_until = time.monotonic() + self._retry_delay
+        log.warning("%d events refused by the broker; kept in the outbox, offered again in %.1f s",
+                    len(rows), self._retry_delay)
+        self._retry_delay = min(2 * self._retry_delay, self._backoff.max)
+
     def _send_next(self) -> None:
         room = self.max_inflight - len(self._inflight)
         if room <= 0:
             return
+        in_flight = set(self._inflight.values())
         for stored in self.outbox.pending(self._cursor, room):
+            if stored.id in in_flight:  # sent before a refusal moved the cursor back
+                self._cursor = stored.id
+                continue
             mid = self.mqtt.publish_event(stored.topic, stored.payload)
             if mid is None:
                 return

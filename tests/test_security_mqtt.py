@@ -1,4 +1,5 @@
-"""Security: TLS to mosquitto with a test CA, user/password authentication, no secret in output.
+"""Security: TLS to mosquitto with a test CA, user/password authentication, the broker's ACL,
+no secret in output.
 
 The broker is the real mosquitto with a TLS listener (a server certificate signed by a CA the
 test makes with openssl) and/or `allow_anonymous false` with a password file made by
@@ -19,10 +20,12 @@ import pytest
 
 from edge.cli import main as edge_main
 from edge.config import parse_config
+from tests.fixtures.broker import Subscriber
 from tests.fixtures.edge_daemon import (
     DaemonProcess,
     daemon_sections,
     frame_with_tiles,
+    validate_messages,
     write_config,
     write_frames,
 )
@@ -276,3 +279,85 @@ def test_an_inline_password_is_refused_without_echoing_it(tmp_path, mqtt_broker,
     captured = capsys.readouterr()
     assert captured.err == f"edge run: error: {config}: mqtt.password: unknown key\n"
     assert SECRET not in captured.out + captured.err
+
+
+# -- the broker's ACL -----------------------------------------------------------------------------
+
+BASE = "steel-inspect/L1/cam1"
+ACL_WITHOUT_DEFECTS = f"topic read #\ntopic write {BASE}/status\ntopic write {BASE}/stats\n"
+ACL_ALL = f"topic read #\ntopic write {BASE}/#\n"
+
+
+@pytest.fixture
+def acl_broker(tmp_path, make_broker):
+    """An anonymous broker whose ACL (tmp_path/acl, re-read on reload()) denies the defects."""
+    acl = tmp_path / "acl"
+    acl.write_text(ACL_WITHOUT_DEFECTS)
+    broker = make_broker(extra_config=f"acl_file {acl}\n")
+    broker.acl = acl
+    return broker
+
+
+def test_mqtt5_events_the_acl_refuses_stay_in_the_outbox_until_it_allows_them(
+    tmp_path, acl_broker, mean_model, frames, caplog
+):
+    caplog.set_level(logging.INFO)
+    subscriber = Subscriber(acl_broker.host, acl_broker.port, f"{BASE}/#")
+    sections = sections_for(tmp_path, acl_broker, mean_model, frames, protocol="5")
+    try:
+        with running_daemon(parse_config(sections), lossless=True) as daemon:
+            assert wait_until(lambda: daemon.mqtt.state == "events refused: Not authorized"), \
+                daemon.mqtt.state
+            assert wait_until(lambda: daemon.outbox.depth == FRAMES)
+            assert daemon.publisher.acked == 0 and daemon.publisher.refused > 0
+            assert daemon.stats_message()["events_refused"] == daemon.publisher.refused
+            assert "events refused: Not authorized" in daemon.status_line()
+
+            acl_broker.acl.write_text(ACL_ALL)
+            acl_broker.reload()
+            assert wait_until(lambda: daemon.publisher.acked == FRAMES, timeout=15), \
+                daemon.status_line()
+            assert daemon.outbox.depth == 0 and daemon.mqtt.state == "connected"
+        assert wait_until(lambda: len(subscriber.payloads("/defects")) == FRAMES)
+        events = subscriber.payloads("/defects")
+        validate_messages(subscriber.messages())
+    finally:
+        subscriber.close()
+    assert [e["seq"] for e in events] == list(range(1, FRAMES + 1))  # in order, none lost
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("refused an event" in m and f"write access to {BASE}/#" in m for m in errors)
+    assert "accepts events again" in caplog.text
+
+
+def test_mqtt311_cannot_see_what_the_acl_drops(tmp_path, acl_broker, mean_model, frames):
+    """The limit MQTT 5 lifts: a 3.1.1 broker acknowledges the denied events and drops them."""
+    subscriber = Subscriber(acl_broker.host, acl_broker.port, f"{BASE}/#")
+    sections = sections_for(tmp_path, acl_broker, mean_model, frames, protocol="3.1.1")
+    try:
+        with running_daemon(parse_config(sections), lossless=True) as daemon:
+            assert wait_until(lambda: daemon.publisher.acked == FRAMES), daemon.status_line()
+            assert daemon.publisher.refused == 0 and daemon.mqtt.state == "connected"
+        time.sleep(0.5)
+        assert subscriber.payloads("/defects") == []
+    finally:
+        subscriber.close()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "acl", "code", "detail"),
+    [
+        ("5", ACL_ALL, 0, "publish allowed"),
+        ("5", ACL_WITHOUT_DEFECTS, 1, f"publish to {BASE}/check refused: Not authorized"),
+        ("3.1.1", ACL_WITHOUT_DEFECTS, 0, "MQTT 3.1.1: publish rights cannot be checked"),
+    ],
+    ids=["mqtt5-allowed", "mqtt5-denied", "mqtt311"],
+)
+def test_edge_check_reports_the_publish_rights_it_can_see(
+    tmp_path, acl_broker, mean_model, frames, capsys, protocol, acl, code, detail
+):
+    acl_broker.acl.write_text(acl)
+    acl_broker.reload()
+    time.sleep(0.2)
+    sections = sections_for(tmp_path, acl_broker, mean_model, frames, protocol=protocol)
+    got, rows, _ = check_rows(capsys, write_config(tmp_path / "edge.toml", sections))
+    assert got == code and detail in rows["broker"], rows["broker"]
