@@ -32,8 +32,9 @@ def unique_in_order(values):
     return list(dict.fromkeys(values))
 
 
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_broker_restart_mid_stream_every_event_arrives_once_in_order(
-    tmp_path, make_broker, mean_model
+    tmp_path, make_broker, mean_model, protocol
 ):
     # broker persistence keeps the *test subscriber's* session across the restart, so it cannot
     # miss events sent before it reconnects; the daemon relies on its outbox alone
@@ -42,7 +43,8 @@ def test_broker_restart_mid_stream_every_event_arrives_once_in_order(
     count = 60
     frames = {f"{i:03d}.png": frame_with_tiles([160 + i, 0]) for i in range(count)}
     images = write_frames(tmp_path / "frames", frames)
-    config = config_for(tmp_path, broker, mean_model, images, camera={"rate": 30})
+    config = config_for(tmp_path, broker, mean_model, images, camera={"rate": 30},
+                        mqtt={"protocol": protocol})
     try:
         with running_daemon(config) as daemon:
             assert subscriber.wait_for(lambda: len(subscriber.messages("/defects")) >= 10)
@@ -60,7 +62,7 @@ def test_broker_restart_mid_stream_every_event_arrives_once_in_order(
     finally:
         subscriber.close()
     duplicates = len(events) - len({e["event_id"] for e in events})
-    print(f"broker restart: {count} events, {duplicates} duplicates")
+    print(f"broker restart (MQTT {protocol}): {count} events, {duplicates} duplicates")
     assert unique_in_order(e["seq"] for e in events) == list(range(1, count + 1))
     assert sorted(unique_in_order(e["frame_id"] for e in events)) == sorted(frames)
     assert duplicates <= config.mqtt.max_inflight  # only what was in flight at the outage
