@@ -108,6 +108,7 @@ class Publisher:
     def _turn(self) -> None:
         self._store_submitted()
         self._remove_acknowledged()
+        self._take_back_refused()
         ready = self.mqtt.ready.is_set()
         if ready and not self._was_ready and self.outbox.depth:
             log.info("broker ready: sending %d stored events first", self.outbox.depth)
@@ -130,7 +131,6 @@ class Publisher:
         self.acked += len(ids)
         if ids:
             self._retry_delay = self._backoff.initial
-        self._take_back_refused()
         ids = self._unremoved + ids
         # a full disk refuses deletes too: retry them every turn, or they would stay (and count
         # in the outbox depth) until the next restart sends them again
