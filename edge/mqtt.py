@@ -126,7 +126,6 @@ class MqttClient:
         self.connects = 0
         self._acks: deque[int] = deque()
         self._refusals: deque[tuple[int, str]] = deque()
-        self.refused = 0
         self._birth_mid: int | None = None
         self._started = False
 
@@ -237,7 +236,6 @@ class MqttClient:
             self.ready.set()  # events may still be allowed; each refusal shows on its own
             return
         if refused:
-            self.refused += 1
             state = f"events refused: {reason_code}"
             if state != self.state:
                 log.error(
