@@ -27,14 +27,6 @@ def open_run_data(card: ModelCard, run_dir: Path, data_dir: Path | None = None):
     return _open(card, run_dir, data_dir)
 
 
-def data_folder(card: ModelCard, data_dir: Path | None = None) -> Path | None:
-    """`data_dir`, else the card's data folder, else None (a card written without one)."""
-    if data_dir is not None:
-        return Path(data_dir)
-    recorded = card.data.get("folder")
-    return Path(recorded) if recorded else None
-
-
 def frame_tiles(folder, image_ids, count: int, seed: int) -> np.ndarray:
     """`count` tiles uint8 [count, t, t, 1] from frames of `image_ids` picked with `seed`."""
     if not image_ids:
@@ -69,6 +61,8 @@ def parity_tiles(
     card: ModelCard, run_dir: Path, count: int, data_dir: Path | None = None, seed: int = 0
 ) -> tuple[np.ndarray, str]:
     """Real test-split tiles of the run's data, or synthetic ones if the data folder is gone."""
+    from train.rundir import data_folder  # noqa: PLC0415
+
     folder_path = data_folder(card, data_dir)
     if folder_path is None or not folder_path.is_dir():
         log.warning(

@@ -37,6 +37,14 @@ def load_card(run_dir: Path) -> ModelCard:
     return ModelCard.load(Path(run_dir) / MODELCARD_FILE)
 
 
+def data_folder(card: ModelCard, data_dir: Path | None = None) -> Path | None:
+    """`data_dir`, else the card's data folder, else None (a card written without one)."""
+    if data_dir is not None:
+        return Path(data_dir)
+    recorded = card.data.get("folder")
+    return Path(recorded) if recorded else None
+
+
 def open_run_data(card: ModelCard, run_dir: Path, data_dir: Path | None = None):
     """(SeverstalFolder, splits dict) a run was trained and evaluated on.
 
@@ -48,13 +56,13 @@ def open_run_data(card: ModelCard, run_dir: Path, data_dir: Path | None = None):
     from train.data.splits import read_splits  # noqa: PLC0415
 
     data = card.data
-    if data_dir is None and not data.get("folder"):
+    folder_path = data_folder(card, data_dir)
+    if folder_path is None:
         raise DataError(
             f"{run_dir}: the model card names no data folder (data.folder); pass --data"
         )
     if not data.get("class_map"):
         raise DataError(f"{run_dir}: the model card has no data.class_map to read the data with")
-    folder_path = Path(data_dir) if data_dir is not None else Path(data["folder"])
     folder = SeverstalFolder.open(folder_path, ClassMap.parse(data["class_map"]))
     recorded = data.get("sha256")
     if recorded and folder.content_hash() != recorded:
