@@ -121,6 +121,6 @@ def load_model(path: Path, backend: str, **runtime_options) -> LoadedModel:
     if problem:
         runtime.close()
         raise ModelError(f"{path}: {problem}")
-    return LoadedModel(
-        runtime=runtime, card=card, path=path, sha256=file_sha256(path), manifest=manifest
-    )
+    # check_manifest has just hashed the file and found it equal to the manifest's record
+    sha256 = manifest["engine_sha256"] if manifest is not None else file_sha256(path)
+    return LoadedModel(runtime=runtime, card=card, path=path, sha256=sha256, manifest=manifest)
