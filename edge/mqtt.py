@@ -123,7 +123,6 @@ class MqttClient:
         self._socket_error = LastSocketError(self._client)
         self.ready = threading.Event()
         self.state = "connecting"
-        self.connects = 0
         self._acks: deque[int] = deque()
         self._refusals: deque[tuple[int, str]] = deque()
         self._birth_mid: int | None = None
@@ -195,7 +194,6 @@ class MqttClient:
                 self.address, reason_code,
             )
             return
-        self.connects += 1
         self.state = "connected"
         log.info("connected to MQTT broker %s", self.address)
         birth = status_payload("online", self.site, self._birth)

@@ -41,9 +41,7 @@ class Publisher:
         self._stop = threading.Event()
         self._flush_deadline: float | None = None
         self._thread: threading.Thread | None = None
-        self.submitted = 0
         self.rejected = 0  # submitted while the queue to the outbox was full
-        self.sent = 0
         self.acked = 0
         self._unremoved: list[int] = []  # acknowledged, but the outbox refused to delete them
         self._was_ready = False
@@ -67,7 +65,6 @@ class Publisher:
             self.rejected += 1
             return False
         self._queue.put(event)
-        self.submitted += 1
         self._wake.set()
         return True
 
@@ -162,4 +159,3 @@ class Publisher:
                 return
             self._inflight[mid] = stored.id
             self._cursor = stored.id
-            self.sent += 1

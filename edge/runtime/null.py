@@ -57,10 +57,6 @@ class NullRuntime(Runtime):
     def num_outputs(self) -> int:
         return self._row.size
 
-    @property
-    def probabilities(self) -> np.ndarray:
-        return self._row.copy()
-
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if self._closed:
             raise ModelError("null runtime: infer() after close()")
