@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 
+from edge.backoff import Backoff
 from edge.mqtt import MqttClient
 from edge.outbox import Outbox
 
@@ -46,8 +47,7 @@ class Publisher:
         self._unremoved: list[int] = []  # acknowledged, but the outbox refused to delete them
         self._was_ready = False
         self.refused = 0
-        self._backoff = mqtt.config.reconnect
-        self._retry_delay = self._backoff.initial
+        self._retry = Backoff(mqtt.config.reconnect.initial, mqtt.config.reconnect.max)
         self._paused_until = 0.0
 
     @property
@@ -127,7 +127,7 @@ class Publisher:
         ids = [self._inflight.pop(mid) for mid in self.mqtt.take_acks() if mid in self._inflight]
         self.acked += len(ids)
         if ids:
-            self._retry_delay = self._backoff.initial
+            self._retry.reset()
         ids = self._unremoved + ids
         # a full disk refuses deletes too: retry them every turn, or they would stay (and count
         # in the outbox depth) until the next restart sends them again
@@ -140,10 +140,10 @@ class Publisher:
             return
         self.refused += len(rows)
         self._cursor = min(self._cursor, min(rows) - 1)
-        self._paused_until = time.monotonic() + self._retry_delay
+        delay = self._retry.next_delay()
+        self._paused_until = time.monotonic() + delay
         log.warning("%d events refused by the broker; kept in the outbox, offered again in %.1f s",
-                    len(rows), self._retry_delay)
-        self._retry_delay = min(2 * self._retry_delay, self._backoff.max)
+                    len(rows), delay)
 
     def _send_next(self) -> None:
         room = self.max_inflight - len(self._inflight)

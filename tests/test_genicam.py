@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.backoff import Backoff
 from edge.errors import ConfigError
 from edge.sources.base import CameraState
-from edge.sources.genicam import Backoff, GenICamSource, find_producers, list_cameras
+from edge.sources.genicam import GenICamSource, find_producers, list_cameras
 from edge.sources.genicam_nodes import settings_from_config
 from edge.sources.pixels import SUPPORTED_PIXEL_FORMATS, PixelFormatError, to_gray
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from genicam.gentl import TimeoutException
 from harvesters.core import Harvester
 
+from edge.backoff import Backoff
 from edge.errors import ConfigError
 from edge.sources.base import CameraState, Frame, FrameSource
 from edge.sources.genicam_nodes import CameraSettingError, apply_settings, settings_from_config
@@ -33,23 +34,6 @@ EVENT_WAIT_MS = 20
 # 16 ride out an 80 ms stall at 200 fps (8 dropped frames in a 75 ms stall on a loaded 2-core PC).
 NUM_BUFFERS = 16
 GENTL_PATH_VARIABLE = "GENICAM_GENTL64_PATH"
-
-
-class Backoff:
-    """Exponential reconnect delays: initial, 2x initial, ... capped at `maximum`."""
-
-    def __init__(self, initial: float, maximum: float):
-        self.initial = max(float(initial), 0.0)
-        self.maximum = max(float(maximum), self.initial)
-        self._next = self.initial
-
-    def next_delay(self) -> float:
-        delay = self._next
-        self._next = min(max(self._next * 2, 1e-3), self.maximum)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial
 
 
 class _DeviceLost(Exception):
