@@ -64,8 +64,7 @@ class Monitor:
         if reason_code.is_failure:
             log.error("broker refused the monitor: %s", reason_code)
             return
-        base = self.topics.status.rsplit("/", 1)[0]
-        client.subscribe(f"{base}/#", qos=1)
+        client.subscribe(f"{self.topics.base}/#", qos=1)
 
     def _on_message(self, client, userdata, message) -> None:
         try:

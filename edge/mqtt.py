@@ -99,6 +99,15 @@ class LastSocketError:
         return text
 
 
+def connect_failure() -> str:
+    """The state after a failed connection attempt; paho calls on_connect_fail while it handles
+    the attempt's OSError, so the error is the exception being handled."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc}"
+    return f"unreachable: {exc or 'connection failed'}"
+
+
 def closed_before_accepting(cause: str) -> str:
     return f"closed before accepting: {cause or 'the broker hung up'}"
 
@@ -200,11 +209,9 @@ class MqttClient:
         self._birth_mid = client.publish(self.topics.status, birth, qos=1, retain=True).mid
 
     def _on_connect_fail(self, client, userdata) -> None:
-        exc = sys.exc_info()[1]  # paho calls this while handling the connection's OSError
-        tls = isinstance(exc, ssl.SSLError)
-        state = f"TLS failed: {exc}" if tls else f"unreachable: {exc or 'connection failed'}"
+        state = connect_failure()
         if state != self.state:
-            log.log(logging.ERROR if tls else logging.WARNING,
+            log.log(logging.ERROR if state.startswith("TLS") else logging.WARNING,
                     "MQTT broker %s: %s; retrying with backoff", self.address, state)
         self.state = state
 
@@ -295,9 +302,7 @@ def probe_broker(config: MqttConfig, site: SiteConfig, timeout: float = 5.0) -> 
                else "ok")
 
     def on_connect_fail(client, userdata):
-        exc = sys.exc_info()[1]
-        kind = "TLS failed" if isinstance(exc, ssl.SSLError) else "unreachable"
-        finish(f"{kind}: {exc or 'connection failed'}")
+        finish(connect_failure())
 
     def on_disconnect(client, userdata, flags, reason_code, properties):
         finish(closed_before_accepting(socket_error.take()))
