@@ -23,6 +23,13 @@ class UnreadableImage(Exception):
     """An image file that cannot be used; the message says why."""
 
 
+def list_images(folder: Path) -> list[Path]:
+    """The image files in `folder` (by suffix, any case), sorted by name."""
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
+
+
 def read_gray(path: Path) -> np.ndarray:
     """uint8 HxW grayscale pixels of an image file, or UnreadableImage."""
     try:

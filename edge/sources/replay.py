@@ -14,16 +14,10 @@ import numpy as np
 
 from edge.config import ReplayCameraConfig
 from edge.errors import ConfigError
-from edge.imageio import IMAGE_SUFFIXES, UnreadableImage, read_gray
+from edge.imageio import UnreadableImage, list_images, read_gray
 from edge.sources.base import CameraState, Frame, FrameSource
 
 log = logging.getLogger(__name__)
-
-
-def list_images(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
 
 
 class ReplaySource(FrameSource):

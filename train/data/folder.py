@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import DataError
+from edge.imageio import IMAGE_SUFFIXES
 from train.data import images, rle
 from train.data.classmap import DROPPED, ClassMap
 from train.data.csvfile import MaskRow, read_mask_rows
@@ -59,7 +60,7 @@ class SeverstalFolder:
             raise DataError(f"{image_dir}: folder not found (a Severstal folder has {IMAGES_DIR}/)")
         image_ids = images.list_images(image_dir)
         if not image_ids:
-            raise DataError(f"{image_dir}: no images ({', '.join(images.IMAGE_SUFFIXES)})")
+            raise DataError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
         rows = read_mask_rows(root / CSV_NAME, problems)
         if class_map is None:
             class_map = ClassMap.identity(r.class_id for r in rows)

@@ -8,14 +8,11 @@ import numpy as np
 
 from edge import imageio as edge_imageio
 from edge.errors import DataError
-from edge.imageio import IMAGE_SUFFIXES
 
 
 def list_images(directory: Path) -> list[str]:
     """Sorted file names of the images in `directory`."""
-    return sorted(
-        p.name for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
+    return [path.name for path in edge_imageio.list_images(directory)]
 
 
 def read_gray(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
