@@ -16,12 +16,12 @@ from pathlib import Path
 from edge.errors import ConfigError, DataError, ModelError
 from train import rundir
 from train.data.crops import DEFAULT_MIN_PIXELS
+from train.data.splits import SPLIT_NAMES
 from train.evaluation import EvalSettings
 from train.losses import DEFAULT_ALPHA, DEFAULT_GAMMA
 
 log = logging.getLogger(__name__)
 
-SPLIT_NAMES = ("train", "validation", "test")
 
 
 @dataclass

@@ -25,11 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.errors import DataError
-from train.data.crops import DEFAULT_MIN_PIXELS, random_boxes
+from train.data.crops import DEFAULT_MIN_PIXELS, DEFAULT_TILE, random_boxes
 
 log = logging.getLogger(__name__)
 
-TILE = 256
 # plan columns: image index, box x, box y, horizontal flip, vertical flip, quarter turns
 PLAN_COLUMNS = ("index", "x", "y", "flip_h", "flip_v", "turns")
 ANCHORS_PER_CLASS = 64  # defect pixels kept per image and class for --defect-focus
@@ -38,7 +37,7 @@ ANCHORS_PER_CLASS = 64  # defect pixels kept per image and class for --defect-fo
 @dataclass(frozen=True)
 class PipelineConfig:
     batch_size: int = 16
-    tile: int = TILE
+    tile: int = DEFAULT_TILE
     min_pixels: int = DEFAULT_MIN_PIXELS
     oversample: float = 0.0  # 0: images uniformly; 1: rare-class images as often as common ones
     defect_focus: float = 0.0  # chance that a defective image's crop is placed over a defect
@@ -88,8 +87,9 @@ class CropSource:
             if self.mask_slot[i] >= 0:
                 masks = folder.masks(image_id)
                 self.mask_bits[self.mask_slot[i]] = pack_masks(masks)
-                rng = np.random.default_rng([self.config.seed, i])
-                self.anchors[i] = defect_anchors(masks, rng)
+                if self.config.defect_focus > 0:  # only the focus step reads the anchors
+                    rng = np.random.default_rng([self.config.seed, i])
+                    self.anchors[i] = defect_anchors(masks, rng)
 
         with ThreadPoolExecutor(max(1, self.config.decode_threads)) as pool:
             list(pool.map(load, range(len(self.image_ids))))

@@ -42,8 +42,9 @@ def run(args) -> int:
     problems = Problems(strict=False)
     log.info("checking %s (decoding every image)", args.data)
     folder = SeverstalFolder.open(args.data, class_map, check_images=True, problems=problems)
-    print(format_summary(folder.summary(), folder.root))
-    for c in folder.summary()["classes"]:
+    summary = folder.summary()
+    print(format_summary(summary, folder.root))
+    for c in summary["classes"]:
         if c["images"] == 0:
             print(f"warning: class {c['id']} ({c['name']}) has no images")
     if problems:
