@@ -38,6 +38,7 @@ class SeverstalFolder:
         self.width, self.height = size
         self._runs: dict[str, list[list[Runs]]] = runs
         self._index = {image_id: i for i, image_id in enumerate(image_ids)}
+        self._content_hash: str | None = None
         self.labels = np.zeros((len(image_ids), len(self.class_ids)), dtype=bool)
         for image_id, per_class in runs.items():
             self.labels[self._index[image_id]] = [bool(r) for r in per_class]
@@ -114,12 +115,18 @@ class SeverstalFolder:
         return counts
 
     def content_hash(self) -> str:
-        """sha256 over train.csv and the sorted image names and byte sizes (no image decoding)."""
-        digest = hashlib.sha256((self.root / CSV_NAME).read_bytes())
-        for image_id in self.image_ids:
-            size = (self.root / IMAGES_DIR / image_id).stat().st_size
-            digest.update(f"\n{image_id}\t{size}".encode())
-        return digest.hexdigest()
+        """sha256 over train.csv and the sorted image names and byte sizes (no image decoding).
+
+        Computed once per opened folder, like the listing and rows taken at `open()`, so the
+        splits file and the model card of one run record the same hash.
+        """
+        if self._content_hash is None:
+            digest = hashlib.sha256((self.root / CSV_NAME).read_bytes())
+            for image_id in self.image_ids:
+                size = (self.root / IMAGES_DIR / image_id).stat().st_size
+                digest.update(f"\n{image_id}\t{size}".encode())
+            self._content_hash = digest.hexdigest()
+        return self._content_hash
 
     def summary(self) -> dict:
         """Images, defect-free images, and per class: images and mask pixels."""
