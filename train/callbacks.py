@@ -12,13 +12,13 @@ import keras
 class FitStateWriter(keras.callbacks.Callback):
     """After every epoch, record the finished epoch count and best val loss (for --resume)."""
 
-    def __init__(self, path: Path, best_loss: float | None = None) -> None:
+    def __init__(
+        self, path: Path, best_loss: float | None = None, best_epoch: int | None = None
+    ) -> None:
         super().__init__()
         self.path = Path(path)
         self.best = best_loss
-        self.best_epoch = None
-        if self.path.is_file():
-            self.best_epoch = json.loads(self.path.read_text()).get("best_epoch")
+        self.best_epoch = best_epoch
 
     def on_epoch_end(self, epoch, logs=None):
         loss = float((logs or {}).get("val_loss", math.inf))

@@ -213,7 +213,7 @@ def make_callbacks(config: FitConfig, state: dict):
             initial_value_threshold=best_loss,
         ),
         keras.callbacks.ModelCheckpoint(checkpoints / rundir.LAST_CHECKPOINT),
-        FitStateWriter(out / rundir.STATE_FILE, best_loss),
+        FitStateWriter(out / rundir.STATE_FILE, best_loss, state.get("best_epoch")),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=config.lr_patience, min_lr=1e-6
