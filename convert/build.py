@@ -32,12 +32,10 @@ from edge.model import file_sha256, manifest_path
 from edge.modelcard import MODELCARD_FILE, ModelCard
 from edge.runtime import load_runtime
 from edge.tiling import tile_boxes
+from train import rundir
 
 log = logging.getLogger(__name__)
 
-ONNX_FILE = "model.onnx"
-PRECISIONS = ("fp16", "fp32", "int8")
-BACKENDS = ("tensorrt", "onnxruntime")
 TILES_PER_FRAME = len(tile_boxes(256, 1600))  # a Severstal 1600x256 frame: 7 tiles
 
 
@@ -168,7 +166,7 @@ def build_and_gate(opts: BuildOptions) -> BuildOutcome:
     if not run.is_dir():
         raise ModelError(f"{run}: run folder not found")
     card = ModelCard.load(run / MODELCARD_FILE)
-    onnx_path = run / ONNX_FILE
+    onnx_path = run / rundir.ONNX_FILE
     check_contract(load_onnx(onnx_path), card, onnx_path)  # before any work: the right model?
     if out.is_dir():
         raise ModelError(f"{out}: --out is a folder; give the engine's file name")

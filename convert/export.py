@@ -27,11 +27,10 @@ from convert.trt86 import Finding, check_tensorrt86
 from edge.errors import ModelError
 from edge.modelcard import MODELCARD_FILE, ModelCard
 from edge.runtime import load_runtime
+from train import rundir
 
 log = logging.getLogger(__name__)
 
-ONNX_FILE = "model.onnx"
-KERAS_FILE = "model.keras"
 DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-4
 PARITY_TILES = 32
@@ -79,8 +78,9 @@ def convert_saved_model(saved_dir: Path, onnx_path: Path, card: ModelCard, opset
     run_child(command, work / "tf2onnx.log", "tf2onnx", threads)
 
 
-def finish_graph(path: Path, card: ModelCard) -> None:
-    """Check the contract (one uint8 NHWC input, one FP32 [N, C] output), name the batch axis."""
+def finish_graph(path: Path, card: ModelCard) -> onnx.ModelProto:
+    """Check the contract (one uint8 NHWC input, one FP32 [N, C] output), name the batch axis;
+    saves the result to `path` and returns it."""
     model = onnx.load(str(path))
     check_contract(model, card, "exported ONNX")
     for value in (*model.graph.input, *model.graph.output):
@@ -92,6 +92,7 @@ def finish_graph(path: Path, card: ModelCard) -> None:
     onnx.helper.set_model_props(model, {"steel_inspect.model": card.name,
                                         "steel_inspect.version": card.version})
     onnx.save(model, str(path))
+    return model
 
 
 def onnx_probabilities(path: Path, tiles: np.ndarray, threads: int) -> np.ndarray:
@@ -127,28 +128,27 @@ def export_onnx(
     if not run_dir.is_dir():
         raise ModelError(f"{run_dir}: run folder not found")
     card = ModelCard.load(run_dir / MODELCARD_FILE)
-    keras_path = run_dir / KERAS_FILE
+    keras_path = run_dir / rundir.MODEL_FILE
     if not keras_path.is_file():
         raise ModelError(f"{keras_path}: Keras model not found")
     parity, source = parity_tiles(card, run_dir, tiles, data_dir)
-    target = run_dir / ONNX_FILE
+    target = run_dir / rundir.ONNX_FILE
+    rejected = target.with_name(target.name + ".rejected")
     with tempfile.TemporaryDirectory(prefix=".export-", dir=run_dir) as tmp:
         work = Path(tmp)
         np.save(work / "tiles.npy", parity)
         worker = [sys.executable, "-m", "convert.export_worker", str(keras_path),
                   str(work / "saved_model"), str(work / "tiles.npy"), str(work / "keras.npy")]
         run_child(worker, work / "worker.log", "Keras model load and SavedModel export", threads)
-        candidate = work / ONNX_FILE
+        candidate = work / rundir.ONNX_FILE
         convert_saved_model(work / "saved_model", candidate, card, opset, work, threads)
-        finish_graph(candidate, card)
+        model = finish_graph(candidate, card)
         reference = np.load(work / "keras.npy")
-        diff = check_parity(candidate, parity, reference, source,
-                            run_dir / (ONNX_FILE + ".rejected"), threads)
+        diff = check_parity(candidate, parity, reference, source, rejected, threads)
         os.replace(candidate, target)
-    stale = run_dir / (ONNX_FILE + ".rejected")
-    if stale.exists():
-        stale.unlink()  # from an earlier failed export
-    findings = check_tensorrt86(onnx.load(str(target)))
+    if rejected.exists():
+        rejected.unlink()  # from an earlier failed export
+    findings = check_tensorrt86(model)
     log.info("wrote %s: max abs difference to Keras %.2g on %d %s", target, diff, len(parity),
              source)
     return ExportResult(target, diff, len(parity), source, findings)

@@ -9,26 +9,15 @@ from __future__ import annotations
 
 import json
 import time
-from importlib import metadata
 from pathlib import Path
 
 from convert.gate import GateReport
 from convert.onnx_graph import TensorInfo
 from edge.manifest import MANIFEST_VERSION, Platform
 from edge.model import file_sha256
-from edge.modelcard import ModelCard
+from edge.modelcard import ModelCard, package_versions
 
 HOST_INPUT_DTYPE = "uint8"  # what edge.runtime's infer() takes, whatever the engine's input
-
-
-def package_versions(*names: str) -> dict[str, str]:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def build_manifest(

@@ -16,15 +16,9 @@ import numpy as np
 from edge.errors import DataError
 from edge.modelcard import ModelCard
 from edge.tiling import tile_frame
+from train.rundir import data_folder, open_run_data
 
 log = logging.getLogger(__name__)
-
-
-def open_run_data(card: ModelCard, run_dir: Path, data_dir: Path | None = None):
-    """(SeverstalFolder, splits) of the run; `data_dir` overrides the card's folder."""
-    from train.rundir import open_run_data as _open  # noqa: PLC0415
-
-    return _open(card, run_dir, data_dir)
 
 
 def frame_tiles(folder, image_ids, count: int, seed: int) -> np.ndarray:
@@ -61,8 +55,6 @@ def parity_tiles(
     card: ModelCard, run_dir: Path, count: int, data_dir: Path | None = None, seed: int = 0
 ) -> tuple[np.ndarray, str]:
     """Real test-split tiles of the run's data, or synthetic ones if the data folder is gone."""
-    from train.rundir import data_folder  # noqa: PLC0415
-
     folder_path = data_folder(card, data_dir)
     if folder_path is None or not folder_path.is_dir():
         log.warning(

@@ -7,6 +7,7 @@ gate compares with) and embeds it in an engine's manifest; the daemon reads clas
 from __future__ import annotations
 
 import json
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,3 +98,14 @@ class ModelCard(_Strict):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(top level)"
             raise ModelError(f"{source}: {where}: {first['msg']}") from None
+
+
+def package_versions(*names: str) -> dict[str, str]:
+    """Installed versions of the named distributions, for cards and manifests (absent: left out)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions

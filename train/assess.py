@@ -12,13 +12,12 @@ import math
 import platform
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from edge.errors import DataError
-from edge.modelcard import MODELCARD_FILE, ClassInfo, ModelCard
+from edge.modelcard import MODELCARD_FILE, ClassInfo, ModelCard, package_versions
 from train import rundir
 from train.evaluation import CROPS_PER_IMAGE, EvalSettings, ScoredSet, metrics_of, score_split
 from train.metrics import best_thresholds
@@ -69,13 +68,8 @@ def load_scores(path: Path) -> dict[str, dict[str, ScoredSet]]:
 
 
 def software_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in ("steel-inspect", "numpy", "tensorflow", "tensorflow-cpu", "keras"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    packages = ("steel-inspect", "numpy", "tensorflow", "tensorflow-cpu", "keras")
+    return {"python": platform.python_version(), **package_versions(*packages)}
 
 
 def build_card(config, folder, splits, thresholds, metrics, training, settings) -> ModelCard:

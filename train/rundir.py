@@ -2,6 +2,7 @@
 
 RUN_DIR/
   model.keras          the best model (lowest validation loss), without optimizer state
+  model.onnx           written by `convert export-onnx` (raw uint8 pixels in, probabilities out)
   modelcard.json       edge.modelcard.ModelCard: classes, thresholds, metrics, data, training
   splits.json          the train/validation/test image ids used (copied or generated)
   fit_config.json      every `train fit` option (used by --resume)
@@ -21,6 +22,7 @@ from edge.errors import DataError
 from edge.modelcard import MODELCARD_FILE, ModelCard
 
 MODEL_FILE = "model.keras"
+ONNX_FILE = "model.onnx"
 SPLITS_FILE = "splits.json"
 CONFIG_FILE = "fit_config.json"
 STATE_FILE = "fit_state.json"

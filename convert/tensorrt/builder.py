@@ -34,7 +34,6 @@ MATMUL_LAYER_TYPES = ("MATRIX_MULTIPLY", "FULLY_CONNECTED")
 class EngineBuildResult:
     engine: bytes
     platform: Platform
-    requested_precision: str
     effective_precision: str
     notes: list[str]
 
@@ -269,7 +268,7 @@ def build_engine(
             engine = builder.build(timing_cache)
         finally:
             builder.close()  # inside the context: the calibrator frees GPU memory
-    return EngineBuildResult(engine, builder.platform, precision, effective, list(builder.notes))
+    return EngineBuildResult(engine, builder.platform, effective, list(builder.notes))
 
 
 def _add_calibrator(builder: EngineBuilder, tiles, cache: Path | None, batch: int) -> None:

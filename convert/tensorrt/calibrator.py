@@ -1,7 +1,7 @@
 """INT8 entropy calibrator fed by training-split tiles, with a cache file.
 
-The cache file name carries the ONNX hash and the calibration data hash (`cache_name`), so a
-cache is reused only for the same model and the same tiles.
+The cache file name (made by `convert.build`) carries the backend, the ONNX hash and the
+calibration data hash, so a cache is reused only for the same model and the same tiles.
 """
 
 from __future__ import annotations
@@ -16,10 +16,6 @@ from tqdm import tqdm
 from convert.errors import EngineBuildError
 
 log = logging.getLogger(__name__)
-
-
-def cache_name(onnx_sha256: str, data_sha256: str) -> str:
-    return f"calibration-{onnx_sha256[:16]}-{data_sha256[:16]}.cache"
 
 
 class TileCalibrator(trt.IInt8EntropyCalibrator2):
