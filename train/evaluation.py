@@ -89,16 +89,12 @@ def image_crop_boxes(image_id: str, height: int, width: int, settings: EvalSetti
     return random_boxes(rng, height, width, settings.crops_per_image, settings.tile)
 
 
-def _index_of(folder) -> dict[str, int]:
-    return {image_id: i for i, image_id in enumerate(folder.image_ids)}
-
-
 def _check_ids(folder, image_ids: list[str]) -> list[str]:
     image_ids = list(image_ids)
     if not image_ids:
         raise DataError("the split to evaluate is empty")
-    index = _index_of(folder)
-    missing = [i for i in image_ids if i not in index]
+    known = set(folder.image_ids)
+    missing = [i for i in image_ids if i not in known]
     if missing:
         raise DataError(
             f"image {missing[0]} of the split is not in the data folder ({len(missing)} missing)"
@@ -110,12 +106,11 @@ def iter_eval_crops(
     folder, image_ids: Iterable[str], settings: EvalSettings
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Per image: (image_id, tiles uint8 [k, t, t, 1], labels bool [k, C])."""
-    index = _index_of(folder)
     num_classes = folder.labels.shape[1]
     for image_id in image_ids:
         image = folder.read_image(image_id)
         boxes = image_crop_boxes(image_id, image.shape[0], image.shape[1], settings)
-        if folder.labels[index[image_id]].any():
+        if folder.labels_of([image_id])[0].any():
             labels = crop_labels(folder.masks(image_id), boxes, settings.min_pixels)
         else:
             labels = np.zeros((len(boxes), num_classes), dtype=bool)
@@ -205,7 +200,6 @@ def frame_scores(
 ) -> ScoredSet:
     """Labels (the image labels) and scores (max over the frame's tiles) of whole frames (b)."""
     image_ids = _check_ids(folder, image_ids)
-    index = _index_of(folder)
     batcher = _Batcher(predict, batch_size, folder.labels.shape[1])
     counts = []
     for image_id in image_ids:
@@ -215,7 +209,7 @@ def frame_scores(
     tile_scores = batcher.finish()
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     scores = np.maximum.reduceat(tile_scores, starts, axis=0)
-    labels = np.asarray(folder.labels, dtype=bool)[[index[i] for i in image_ids]]
+    labels = folder.labels_of(image_ids)
     return ScoredSet(labels, scores.astype(np.float32), list(image_ids))
 
 
