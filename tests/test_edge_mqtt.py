@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 
 import pytest
@@ -13,27 +12,16 @@ from edge.mqtt import MqttClient, probe_broker
 from edge.sdnotify import SdNotifier, Watchdog
 from tests.fixtures.broker import wait_until
 from tests.fixtures.edge_daemon import NotifySocket
+from tests.fixtures.tls import mosquitto_tls_lines
 
 SITE = SiteConfig(line="L1", camera="cam1")
 
 
-def self_signed(folder, name: str) -> tuple[str, str]:
-    """A self-signed EC certificate for 127.0.0.1 (its own CA); returns (cert, key) paths."""
-    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
-         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    return str(cert), str(key)
-
-
 @pytest.fixture
-def tls_broker(tmp_path, make_broker):
-    cert, key = self_signed(tmp_path, "broker")
-    broker = make_broker(extra_config=f"certfile {cert}\nkeyfile {key}\n")
-    broker.ca = cert
+def tls_broker(make_broker, tls_files):
+    broker = make_broker(extra_config=mosquitto_tls_lines(tls_files.server_cert,
+                                                          tls_files.server_key))
+    broker.ca = str(tls_files.ca)
     return broker
 
 
@@ -54,9 +42,8 @@ def test_tls_with_the_right_ca_connects(tls_broker):
         client.stop()
 
 
-def test_tls_with_a_wrong_ca_is_a_clear_failure(tmp_path, tls_broker, caplog):
-    other_ca, _ = self_signed(tmp_path, "other")
-    config = mqtt_config(tls_broker, ca_file=other_ca)
+def test_tls_with_a_wrong_ca_is_a_clear_failure(tls_broker, tls_files, caplog):
+    config = mqtt_config(tls_broker, ca_file=str(tls_files.other_ca))
     ok, detail = probe_broker(config, SITE)
     assert not ok and detail.startswith("TLS failed: ") and "CERTIFICATE_VERIFY_FAILED" in detail
     client = MqttClient(config, SITE)
