@@ -6,8 +6,6 @@ import signal
 import sqlite3
 import time
 
-import pytest
-
 from edge.cli import main
 from tests.fixtures.broker import Subscriber, wait_until
 from tests.fixtures.edge_daemon import (
@@ -24,15 +22,8 @@ from tests.fixtures.edge_daemon import (
 )
 
 
-@pytest.fixture
-def subscriber(mqtt_broker):
-    sub = Subscriber(mqtt_broker.host, mqtt_broker.port, "steel-inspect/#")
-    yield sub
-    sub.close()
-
-
 def test_replay_publishes_what_the_model_sees_and_waits_for_every_ack(
-    tmp_path, mqtt_broker, mean_model, subscriber
+    tmp_path, mqtt_broker, mean_model, mqtt_subscriber
 ):
     values = {f"{i:02d}.png": [(i * 53) % 256, 0, 255 if i % 4 == 0 else 10] for i in range(16)}
     images = write_frames(tmp_path / "frames", {n: frame_with_tiles(v) for n, v in values.items()})
@@ -52,9 +43,9 @@ def test_replay_publishes_what_the_model_sees_and_waits_for_every_ack(
     finally:
         daemon.stop()
     # every event was acknowledged before the command exited, so the subscriber has it already
-    assert wait_until(lambda: len(subscriber.messages("/defects")) >= len(expected), timeout=2)
-    events = subscriber.payloads("/defects")
-    counts = validate_messages(subscriber.messages())
+    assert wait_until(lambda: len(mqtt_subscriber.messages("/defects")) >= len(expected), timeout=2)
+    events = mqtt_subscriber.payloads("/defects")
+    counts = validate_messages(mqtt_subscriber.messages())
     assert counts["defects"] == len(expected) and counts["status"] >= 2
     got = {e["frame_id"]: sorted((d["class_id"], d["box"]) for d in e["defects"]) for e in events}
     assert got == expected
@@ -68,12 +59,12 @@ def test_replay_publishes_what_the_model_sees_and_waits_for_every_ack(
     assert f"events:     {len(expected)} ({len(expected)} acknowledged, 0 left" in log
     for name, frames in frames_per_class.items():
         assert f"{name:<14} {frames:>6}" in log
-    statuses = [s["state"] for s in subscriber.payloads("/status")]
+    statuses = [s["state"] for s in mqtt_subscriber.payloads("/status")]
     assert statuses[0] == "online" and statuses[-1] == "stopped"
 
 
 def test_run_under_systemd_notifies_pings_and_stops_cleanly_on_sigterm(
-    tmp_path, mqtt_broker, mean_model, subscriber
+    tmp_path, mqtt_broker, mean_model, mqtt_subscriber
 ):
     notify = NotifySocket(str(tmp_path / "notify.sock"))
     images = write_frames(tmp_path / "frames",
@@ -88,8 +79,8 @@ def test_run_under_systemd_notifies_pings_and_stops_cleanly_on_sigterm(
         ready_at = time.monotonic()
         assert wait_until(lambda: len(notify.lines("WATCHDOG", since=ready_at)) >= 4,
                           timeout=15), daemon.log
-        assert wait_until(lambda: len(subscriber.messages("/defects")) >= 5, timeout=15)
-        assert wait_until(lambda: subscriber.messages("/stats"), timeout=15)
+        assert wait_until(lambda: len(mqtt_subscriber.messages("/defects")) >= 5, timeout=15)
+        assert wait_until(lambda: mqtt_subscriber.messages("/stats"), timeout=15)
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(30) == 0, daemon.log
     finally:
@@ -97,12 +88,12 @@ def test_run_under_systemd_notifies_pings_and_stops_cleanly_on_sigterm(
         notify.close()
     assert notify.lines("STOPPING") == ["1"]
     assert notify.lines("STATUS")
-    status = subscriber.messages("/status")
+    status = mqtt_subscriber.messages("/status")
     assert [m.json()["state"] for m in status][-1] == "stopped"
-    validate_messages(subscriber.messages())
-    seqs = [e["seq"] for e in subscriber.payloads("/defects")]
+    validate_messages(mqtt_subscriber.messages())
+    seqs = [e["seq"] for e in mqtt_subscriber.payloads("/defects")]
     assert seqs == list(range(1, len(seqs) + 1))
-    stats = subscriber.payloads("/stats")[-1]
+    stats = mqtt_subscriber.payloads("/stats")[-1]
     assert stats["frames_processed"] > 0 and stats["camera_state"] == "ok"
     assert stats["inference_ms"]["p50"] is not None
     # a subscriber arriving later sees the retained state

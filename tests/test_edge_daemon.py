@@ -47,16 +47,16 @@ def test_broker_restart_mid_stream_every_event_arrives_once_in_order(
                         mqtt={"protocol": protocol})
     try:
         with running_daemon(config) as daemon:
-            assert subscriber.wait_for(lambda: len(subscriber.messages("/defects")) >= 10)
+            assert wait_until(lambda: len(subscriber.messages("/defects")) >= 10)
             broker.stop()
-            assert subscriber.wait_for(lambda: daemon.outbox.depth >= 5, timeout=5)
+            assert wait_until(lambda: daemon.outbox.depth >= 5, timeout=5)
             assert not daemon.mqtt.ready.is_set()
             broker.start()
-            assert subscriber.wait_for(
+            assert wait_until(
                 lambda: len({e["event_id"] for e in subscriber.payloads("/defects")}) == count,
                 timeout=20,
             ), daemon.status_line()
-            assert subscriber.wait_for(lambda: daemon.outbox.depth == 0)
+            assert wait_until(lambda: daemon.outbox.depth == 0)
         events = subscriber.payloads("/defects")
         validate_messages(subscriber.messages())
     finally:
