@@ -57,6 +57,17 @@ def _check_topic_prefix(value: str) -> str:
     return value.strip("/")
 
 
+def _check_topic_filter(value: str) -> str:
+    levels = value.split("/")
+    bad_wildcard = any(
+        ("+" in level and level != "+") or ("#" in level and (level != "#" or i < len(levels) - 1))
+        for i, level in enumerate(levels)
+    )
+    if not value or "\0" in value or value.startswith("$") or bad_wildcard:
+        raise ValueError("must be an MQTT topic (filter) not starting with '$'")
+    return value
+
+
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 TopicLevel = Annotated[str, AfterValidator(_check_topic_level)]
 
@@ -245,6 +256,11 @@ class MqttConfig(Section):
     flush_timeout: float = Field(
         10.0, ge=0, description="seconds to keep sending the outbox after SIGTERM"
     )
+    event_schema: Literal["v1", "v2"] = Field(
+        "v2",
+        description="defect event payload: v2 (coil, strip position, one object per defect) or "
+        "v1 (one entry per tile, for subscribers written against it)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MqttConfig:
@@ -307,6 +323,90 @@ class OutboxConfig(Section):
     )
 
 
+class TrackingConfig(Section):
+    source: Literal["none", "mqtt", "opcua"] = Field(
+        "none",
+        description="where the coil id comes from: none (coil_id null, positions count from "
+        "daemon start), mqtt (a JSON message per coil change on `topic`) or opcua (nodes of an "
+        "OPC UA server)",
+    )
+    topic: Annotated[str, AfterValidator(_check_topic_filter)] | None = Field(
+        None, max_length=1024,
+        description="mqtt: topic of the L2 coil messages {coil_id, speed_m_s, length_m} "
+        "(subscribed with QoS 1 on the daemon's broker connection; retained messages count)",
+    )
+    endpoint: str | None = Field(
+        None, max_length=4096,
+        description="opcua: server endpoint, e.g. opc.tcp://l2-server:4840",
+    )
+    coil_node: str | None = Field(
+        None, max_length=1024, description="opcua: node id of the coil id, e.g. ns=2;s=Coil.Id"
+    )
+    speed_node: str | None = Field(
+        None, max_length=1024,
+        description="opcua: node id of the strip speed in m/s (optional)",
+    )
+    length_node: str | None = Field(
+        None, max_length=1024,
+        description="opcua: node id of the coil length in m that L2 reports (optional)",
+    )
+    username: str | None = Field(None, max_length=1024, description="opcua: user name")
+    password_file: ConfigPath | None = Field(
+        None, description="opcua: file whose first line is the password"
+    )
+    security: str | None = Field(
+        None, max_length=8192,
+        description="opcua: asyncua security string POLICY,MODE,CERT,KEY[,SERVER_CERT], e.g. "
+        "Basic256Sha256,SignAndEncrypt,/etc/steel-inspect/opcua.der,/etc/steel-inspect/opcua.pem",
+    )
+    timeout: float = Field(
+        4.0, gt=0, le=600, description="opcua: seconds for connecting and for each request"
+    )
+    reconnect: Backoff = Field(
+        default_factory=Backoff, description="opcua: backoff between reconnection attempts"
+    )
+
+    @model_validator(mode="after")
+    def _needs(self) -> TrackingConfig:
+        if self.source == "mqtt" and not self.topic:
+            raise ValueError("source = \"mqtt\" needs tracking.topic")
+        if self.source == "opcua" and not (self.endpoint and self.coil_node):
+            raise ValueError("source = \"opcua\" needs tracking.endpoint and tracking.coil_node")
+        if self.endpoint is not None and not self.endpoint.startswith("opc.tcp://"):
+            raise ValueError(f"endpoint must start with opc.tcp:// (got {self.endpoint!r})")
+        return self
+
+
+class GeometryConfig(Section):
+    """Image x runs across the strip (CD), y along it (MD); row 0 is the first row acquired."""
+
+    mm_per_px_cd: float = Field(
+        1.0, gt=0, le=1000, description="millimetres per pixel across the strip (image x)"
+    )
+    mm_per_px_md: float = Field(
+        1.0, gt=0, le=1000, description="millimetres per pixel along the strip (image y)"
+    )
+    cd_origin: Literal["left", "right"] = Field(
+        "left", description="which image side faces the drive-side edge of the strip"
+    )
+    cd_offset_mm: float = Field(
+        0.0, ge=-1e5, le=1e5,
+        description="where that image side lies, in mm from the drive-side edge (cameras side by "
+        "side over a wide strip each set their own, so their defects share one CD frame)",
+    )
+    side: Literal["top", "bottom"] = Field("top", description="strip surface this camera sees")
+    md_source: Literal["frames", "speed"] = Field(
+        "frames",
+        description="frames: an encoder-triggered line-scan camera, each frame advances "
+        "height x mm_per_px_md; speed: a free-running camera, MD advances by the tracking speed "
+        "(or `speed_m_s`) integrated over acquisition timestamps",
+    )
+    speed_m_s: float | None = Field(
+        None, gt=0, le=100,
+        description="strip speed in m/s for md_source = speed until tracking reports one",
+    )
+
+
 class PipelineConfig(Section):
     frame_queue: int = Field(
         4, ge=1, description="frames waiting for inference at most; the oldest are dropped"
@@ -334,6 +434,13 @@ class EdgeConfig(Section):
     )
     events: EventsConfig = Field(
         default_factory=EventsConfig, description="When a tile counts as a defect"
+    )
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="Coil tracking input from the L2 system"
+    )
+    geometry: GeometryConfig = Field(
+        default_factory=GeometryConfig,
+        description="Strip coordinates: pixel sizes, camera position across the strip, surface",
     )
     mqtt: MqttConfig = Field(description="The MQTT broker the events go to")
     outbox: OutboxConfig = Field(description="The store-and-forward queue on disk")

@@ -1,4 +1,4 @@
-"""The daemon: wires config -> model, source, pipeline, outbox, publisher, MQTT and systemd.
+"""The daemon: wires config -> model, source, tracking, pipeline, outbox, publisher, MQTT, systemd.
 
 `start()` loads and warms the model, opens the outbox and the camera, connects (asynchronously) to
 the broker, starts the threads and sends READY=1. `tick()` is called by the main thread about once
@@ -14,6 +14,8 @@ import time
 
 from edge import __version__
 from edge.config import EdgeConfig
+from edge.defects.inspection import CoilInspection, TileInspection, resume_segment
+from edge.defects.position import StripLocator
 from edge.events import DefectRule, EventBuilder, model_info
 from edge.model import LoadedModel, load_model
 from edge.mqtt import MqttClient
@@ -24,6 +26,8 @@ from edge.sdnotify import SdNotifier, Watchdog
 from edge.sources import make_source
 from edge.sources.base import FrameSource
 from edge.stats import Stats, stats_payload
+from edge.tracking import Tracker
+from edge.tracking.sources import make_tracking
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,10 @@ class Daemon:
         self.mqtt: MqttClient | None = None
         self.publisher: Publisher | None = None
         self.pipeline: Pipeline | None = None
+        self.tracker: Tracker | None = None
+        self.tracking = None
+        self.locator: StripLocator | None = None
+        self.rule: DefectRule | None = None
         self._next_stats = 0.0
         self._next_status = 0.0
         self._started = False
@@ -65,27 +73,33 @@ class Daemon:
             )
         card = self.model.card
         rule = DefectRule(card, config.events)
+        self.rule = rule
         processor = FrameProcessor(self.model, rule, config.tiling)
         info = model_info(card, self.model.sha256)
-        log.info("model %s %s (%s), classes %s, thresholds %s", card.name, card.version,
-                 self.model.runtime.backend, card.class_names, rule.thresholds.tolist())
+        log.info("model %s %s (%s), classes %s, thresholds applied %s", card.name, card.version,
+                 self.model.runtime.backend, card.class_names, rule.cuts.tolist())
         site = config.site
         self.outbox = Outbox(
             config.outbox.path, int(config.outbox.max_mb * 1e6), stream=f"{site.line}/{site.camera}"
         )
-        self.mqtt = MqttClient(config.mqtt, site, birth=self._birth(info))
+        self.mqtt = MqttClient(config.mqtt, site, birth=lambda: self._birth(info))
         self.publisher = Publisher(
-            self.outbox, self.mqtt, self.mqtt.topics.defects,
+            self.outbox, self.mqtt,
+            {"defects": self.mqtt.topics.defects, "coils": self.mqtt.topics.coils},
             max_inflight=config.mqtt.max_inflight, queue_size=config.pipeline.event_queue,
         )
+        self.tracker = Tracker(config.tracking.source)
+        self.tracking = make_tracking(config.tracking, self.tracker, self.mqtt)
+        inspection, locator = self._inspection(rule, info)
         if self.source is None:
             self.source = make_source(config.camera)
         self.source.open()
         self.pipeline = Pipeline(
-            self.source, processor, EventBuilder(site, info), self.publisher.submit, self.stats,
+            self.source, processor, inspection, self.publisher.submit, self.stats,
             watchdog=Watchdog(self.notifier), frame_queue=config.pipeline.frame_queue,
-            lossless=self.lossless,
+            lossless=self.lossless, locator=locator, save_state=self.publisher.save_state,
         )
+        self.tracking.start()
         self.mqtt.start()
         self.publisher.start()
         self.pipeline.start()
@@ -94,6 +108,24 @@ class Daemon:
         self.notifier.ready(self.status_line())
         log.info("running: line %s camera %s -> %s", site.line, site.camera,
                  self.mqtt.topics.defects)
+
+    def _inspection(self, rule: DefectRule, info: dict):
+        """Events v2: coils and defect objects (resuming a coil a crash interrupted); v1: tiles."""
+        config = self.config
+        if config.mqtt.event_schema == "v1":
+            return TileInspection(rule, EventBuilder(config.site, info)), None
+        saved = self.outbox.saved_coil
+        self.locator = StripLocator(config.geometry, self.tracker, resume_segment(saved))
+        if saved and saved.get("segment") and config.tracking.source != "none":
+            self.tracker.last_coil_id = saved["segment"]["coil_id"]
+        inspection = CoilInspection(config, rule, info, self.locator)
+        if saved:
+            log.info("resuming coil %s after a restart", saved["totals"]["coil_id"])
+            for kind, payload in inspection.restore(saved):
+                self.publisher.submit(kind, payload)
+            if config.tracking.source == "none":
+                self.locator.segment = None  # positions count from this start
+        return inspection, self.locator
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -117,7 +149,16 @@ class Daemon:
             camera_state=str(self.source.state),
             camera_counters=self.source.counters,
             mqtt_state=self.mqtt.state,
-        )
+        ) | self._coil_stats()
+
+    def _coil_stats(self) -> dict:
+        segment = self.locator.segment if self.locator is not None else None
+        return {
+            "tracking_state": self.tracker.state,
+            "tracking_counters": self.tracker.counters,
+            "coil_id": segment.coil_id if segment else None,
+            "coil_md_m": round(segment.md_next_m, 3) if segment else None,
+        }
 
     def status_line(self) -> str:
         stats = self.stats
@@ -126,7 +167,8 @@ class Daemon:
             f"(dropped {self.pipeline.frames.dropped if self.pipeline else 0}), "
             f"events {stats.events}, outbox {self.outbox.depth if self.outbox else 0}, "
             f"camera {self.source.state if self.source else '-'}, "
-            f"broker {self.mqtt.state if self.mqtt else '-'}"
+            f"broker {self.mqtt.state if self.mqtt else '-'}, "
+            f"tracking {self.tracker.state if self.tracker else '-'}"
         )
 
     @property
@@ -141,6 +183,8 @@ class Daemon:
             log.info("stopping: %s", self.status_line())
         if self.pipeline is not None:
             self.pipeline.stop(_DRAIN_TIMEOUT_S)
+        if self.tracking is not None:
+            self.tracking.stop()
         if self.publisher is not None:
             self.publisher.stop(flush_timeout)
         if self.mqtt is not None:
@@ -156,8 +200,23 @@ class Daemon:
         self._started = False
 
     def _birth(self, info: dict) -> dict:
+        """What a consumer needs to read the events without the model card (sent per connect)."""
+        config, rule = self.config, self.rule
+        geometry = config.geometry
         return {
             "model": info,
             "backend": self.model.runtime.backend,
             "software": {"steel-inspect": __version__, "python": platform.python_version()},
+            "event_schema": f"steel-inspect/defect-event/{config.mqtt.event_schema}",
+            "classes": [
+                {"id": cid, "name": name, "threshold": threshold}
+                for cid, name, threshold in zip(
+                    rule.class_ids, rule.class_names, rule.applied_thresholds, strict=True)
+            ],
+            "tile_px": self.model.runtime.input_spec.height,
+            "stride_px": config.tiling.stride_for(self.model.runtime.input_spec.height),
+            "geometry": geometry.model_dump(),
+            "tracking": config.tracking.source,
+            "stream": self.outbox.stream,
+            "last_seq": self.outbox.last_seq,
         }

@@ -1,8 +1,9 @@
-"""From tile probabilities to defects, and from defects to a defect event (schema v1).
+"""Per-class thresholds, and the defect event of schema v1 (v2 is built in edge.defects).
 
 A tile shows class c when its probability reaches the class threshold (the model card's, or the
-`[events]` override) and `events.min_score`. One event is built per frame with at least one
-defect; `seq` is added by the outbox when the event is stored (it owns the persistent counter).
+`[events]` override) and `events.min_score`: the larger of the two is the threshold applied, and
+the one events report. One event is built per frame with at least one defect; `seq` is added by
+the outbox when the event is stored (it owns the persistent counter).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from edge.sources.base import Frame
 from edge.stats import utc_iso
 
 DEFECT_EVENT_SCHEMA = "steel-inspect/defect-event/v1"
+DEFECT_EVENT_V2_SCHEMA = "steel-inspect/defect-event/v2"
 
 
 class DefectRule:
@@ -38,12 +40,16 @@ class DefectRule:
         self.class_ids = [c.id for c in card.classes]
         self.class_names = names
         self.thresholds = np.asarray(thresholds, dtype=np.float32)
-        self._cut = np.maximum(self.thresholds, np.float32(config.min_score))
-        self._threshold_values = [round(float(t), 6) for t in self.thresholds]
+        self.cuts = np.maximum(self.thresholds, np.float32(config.min_score))
+        self._threshold_values = [round(float(t), 6) for t in self.cuts]
+
+    @property
+    def applied_thresholds(self) -> list[float]:
+        return list(self._threshold_values)
 
     def defects(self, probabilities: np.ndarray, boxes: np.ndarray) -> list[dict]:
         """Defects of one frame: probabilities [n, C], boxes [n, 4] (x, y, w, h in frame pixels)."""
-        tiles, classes = np.nonzero(probabilities >= self._cut[None, :])
+        tiles, classes = np.nonzero(probabilities >= self.cuts[None, :])
         if not len(tiles):
             return []
         # float32 x 1e6 is exact in float64, so this equals Python's round(score, 6), faster

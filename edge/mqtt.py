@@ -1,7 +1,9 @@
 """The daemon's one MQTT connection (paho-mqtt 2.x, threaded network loop).
 
 Topics under `{prefix}/{line}/{camera}/`: `status` (retained: `online` on every connect, `offline`
-as last will, `stopped` on a clean exit), `defects` (QoS 1 events from the outbox) and `stats`.
+as last will, `stopped` on a clean exit), `defects` (QoS 1 events from the outbox), `coils` (QoS 1
+coil reports from the outbox) and `stats`. Subscriptions (the L2 tracking topic) are renewed on
+every connect.
 
 Events may only be handed over once `ready` is set: that is when the broker acknowledged this
 connection's birth message. paho re-sends the events still unacknowledged from the previous
@@ -22,7 +24,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -43,12 +47,25 @@ class Topics:
     status: str
     defects: str
     stats: str
+    coils: str
 
     @classmethod
     def of(cls, prefix: str, site: SiteConfig) -> Topics:
         base = f"{prefix}/{site.line}/{site.camera}"
         return cls(base=base, status=f"{base}/status", defects=f"{base}/defects",
-                   stats=f"{base}/stats")
+                   stats=f"{base}/stats", coils=f"{base}/coils")
+
+
+class Subscription(Protocol):
+    """A topic the daemon's connection subscribes to; callbacks run in paho's network thread."""
+
+    topic: str
+
+    def on_message(self, payload: bytes, topic: str) -> None: ...
+
+    def on_subscribed(self, refusal: str | None) -> None: ...
+
+    def on_lost(self, reason: str) -> None: ...
 
 
 def status_payload(state: str, site: SiteConfig, extra: dict | None = None) -> bytes:
@@ -113,11 +130,13 @@ def closed_before_accepting(cause: str) -> str:
 
 
 class MqttClient:
-    def __init__(self, config: MqttConfig, site: SiteConfig, birth: dict | None = None) -> None:
+    def __init__(
+        self, config: MqttConfig, site: SiteConfig, birth: dict | Callable[[], dict] | None = None
+    ) -> None:
         self.config = config
         self.site = site
         self.topics = Topics.of(config.topic_prefix, site)
-        self._birth = dict(birth or {})
+        self._birth = birth if callable(birth) else dict(birth or {})
         self._client = new_paho_client(config, config.client_id or default_client_id(site))
         self._client.max_inflight_messages = config.max_inflight + _STATUS_HEADROOM
         self._client.will_set(
@@ -136,6 +155,8 @@ class MqttClient:
         self._refusals: deque[tuple[int, str]] = deque()
         self._birth_mid: int | None = None
         self._started = False
+        self._subscriptions: list[Subscription] = []
+        self._sub_mids: dict[int, Subscription] = {}
 
     @property
     def address(self) -> str:
@@ -147,6 +168,21 @@ class MqttClient:
         connect_async(self._client, self.config)
         self._client.loop_start()
         self._started = True
+
+    def subscribe(self, subscription: Subscription) -> None:
+        """Subscribe (QoS 1) on every connect; call before start()."""
+        self._subscriptions.append(subscription)
+        self._client.message_callback_add(subscription.topic, self._deliver(subscription))
+        self._client.on_subscribe = self._on_subscribe
+
+    @staticmethod
+    def _deliver(subscription: Subscription):
+        def on_message(client, userdata, message) -> None:
+            try:
+                subscription.on_message(message.payload, message.topic)
+            except Exception:  # a subscriber's bug must not end paho's network thread
+                log.exception("handling a message on %s failed", message.topic)
+        return on_message
 
     def publish_event(self, topic: str, payload: bytes) -> int | None:
         """Hand one stored event to paho; its message id, or None if it was not taken."""
@@ -181,7 +217,7 @@ class MqttClient:
             return
         if self.ready.is_set():
             info = self._client.publish(
-                self.topics.status, status_payload("stopped", self.site, self._birth),
+                self.topics.status, status_payload("stopped", self.site, self._current_birth()),
                 qos=1, retain=True,
             )
             try:
@@ -205,8 +241,24 @@ class MqttClient:
             return
         self.state = "connected"
         log.info("connected to MQTT broker %s", self.address)
-        birth = status_payload("online", self.site, self._birth)
+        birth = status_payload("online", self.site, self._current_birth())
         self._birth_mid = client.publish(self.topics.status, birth, qos=1, retain=True).mid
+        for subscription in self._subscriptions:
+            _, mid = client.subscribe(subscription.topic, qos=1)
+            self._sub_mids[mid] = subscription
+
+    def _current_birth(self) -> dict:
+        return self._birth() if callable(self._birth) else self._birth
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        subscription = self._sub_mids.pop(mid, None)
+        if subscription is None:
+            return
+        failed = [code for code in reason_codes if code.is_failure]
+        if failed:
+            log.error("MQTT broker %s refused the subscription to %s: %s (check the broker's "
+                      "ACL)", self.address, subscription.topic, failed[0])
+        subscription.on_subscribed(None if not failed else str(failed[0]))
 
     def _on_connect_fail(self, client, userdata) -> None:
         state = connect_failure()
@@ -217,6 +269,8 @@ class MqttClient:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.ready.clear()
+        for subscription in self._subscriptions:
+            subscription.on_lost("stopped" if self.state == "stopped" else "broker disconnected")
         if self.state == "connected" or self.state.startswith("events refused"):
             reason = "connection lost" if reason_code == "Unspecified error" else reason_code
             log.warning("disconnected from MQTT broker %s: %s", self.address, reason)

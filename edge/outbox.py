@@ -1,7 +1,10 @@
 """Store-and-forward outbox: events wait in SQLite (WAL) until the broker acknowledges them.
 
 - `append` stores a batch of events in one transaction and gives each the next `seq` of this
-  camera; the counter lives in the same database, so it survives restarts and kill -9. Appends
+  camera (coil reports have a counter of their own); the counters live in the same database, so
+  they survive restarts and kill -9. A database has a `stream` UUID, created with it: a new
+  database starts a new stream, so `(stream, seq)` never repeats. The open coil's state is kept
+  in the same database and written in the same transactions as the payloads. Appends
   are synced to disk (synchronous=FULL: a power cut must not make `seq` go back); removals are
   not (synchronous=NORMAL: losing one only means sending that event again).
 - `pending(after_id)` returns stored events in order; `remove(ids)` deletes acknowledged ones.
@@ -20,6 +23,7 @@ import json
 import logging
 import sqlite3
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +41,7 @@ CREATE TABLE IF NOT EXISTS events (
     created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS open_coil (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
 """
 _HARD_LIMIT_SLACK = 16 << 20
 WAL_LIMIT_BYTES = 1 << 20
@@ -58,7 +63,7 @@ class Outbox:
     ) -> None:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
-        self._seq_key = f"seq:{stream}"
+        self._seq_prefix = f"seq:{stream}"
         self._lock_file = _take_lock(self.path)
         try:
             self._db = _connect(self.path)
@@ -66,7 +71,11 @@ class Outbox:
             limit = hard_limit_bytes if hard_limit_bytes else 2 * self.max_bytes + _HARD_LIMIT_SLACK
             page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
             self._db.execute(f"PRAGMA max_page_count = {max(limit // page_size, 16)}")
-            self._seq = self._read_meta(self._seq_key)
+            self.stream = self._stream_id()
+            self._seqs = {
+                counter: self._read_meta(self._seq_key(counter)) for counter in ("", "coils")
+            }
+            self.saved_coil = self._read_coil()
             self._depth, self._bytes = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM events"
             ).fetchone()
@@ -85,22 +94,35 @@ class Outbox:
 
     @property
     def last_seq(self) -> int:
-        return self._seq
+        """The last seq given to a defect event."""
+        return self._seqs[""]
+
+    def _seq_key(self, counter: str) -> str:
+        return f"{self._seq_prefix}:{counter}" if counter else self._seq_prefix
 
     @property
     def counters(self) -> dict[str, int]:
         return {"depth": self._depth, "dropped": self.dropped, "errors": self.errors}
 
-    def append(self, events: list[dict], topic: str) -> int:
-        """Store events (seq is set on each dict); returns how many were stored."""
-        if not events:
-            return 0
+    def append(self, events: list[dict], topic: str, counter: str = "",
+               coil_state: dict | None | bool = False) -> int:
+        """Store events (seq, and stream where the event has that key, are set on each dict) and,
+        in the same transaction, the open coil's state (None clears it; False leaves it);
+        returns how many events were stored. Each `counter` ("" for defect events, "coils" for
+        coil reports) numbers its own payloads."""
         rows = []
+        seq = self._seqs[counter]
         for event in events:
-            self._seq += 1  # advanced even if storing fails, so subscribers see the gap
-            event["seq"] = self._seq
-            payload = json.dumps(event, separators=(",", ":")).encode()
-            rows.append((self._seq, event["event_id"], topic, payload, time.time()))
+            seq += 1  # advanced even if storing fails, so subscribers see the gap
+            event["seq"] = seq
+            if "stream" in event:
+                event["stream"] = self.stream
+            payload = json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
+            rows.append((seq, event["event_id" if "event_id" in event else "report_id"], topic,
+                         payload, time.time()))
+        self._seqs[counter] = seq
+        if not rows and coil_state is False:
+            return 0
         try:
             self._db.execute("PRAGMA synchronous = FULL")
             with self._db:
@@ -109,7 +131,10 @@ class Outbox:
                     "VALUES (?, ?, ?, ?, ?)",
                     rows,
                 )
-                self._write_meta(self._seq_key, self._seq)
+                if rows:
+                    self._write_meta(self._seq_key(counter), seq)
+                if coil_state is not False:
+                    self._write_coil(coil_state)
                 added = sum(len(r[3]) for r in rows)
                 dropped = self._trim(self._bytes + added)
         except sqlite3.Error as exc:
@@ -124,6 +149,32 @@ class Outbox:
                 self.max_bytes, dropped[0], self.dropped,
             )
         return len(rows)
+
+    def _stream_id(self) -> str:
+        """This database's stream UUID, created with it: (stream, seq) never repeats."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
+        if row:
+            return str(row[0])
+        stream = uuid.uuid4().hex
+        while stream.isdigit():  # meta.value has INTEGER affinity: keep the text a text
+            stream = uuid.uuid4().hex
+        with self._db:
+            self._db.execute("INSERT INTO meta (key, value) VALUES ('stream', ?)", (stream,))
+        return stream
+
+    def _read_coil(self) -> dict | None:
+        row = self._db.execute("SELECT state FROM open_coil WHERE id = 1").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _write_coil(self, state: dict | None) -> None:
+        if state is None:
+            self._db.execute("DELETE FROM open_coil")
+        else:
+            self._db.execute(
+                "INSERT INTO open_coil (id, state) VALUES (1, ?) "
+                "ON CONFLICT(id) DO UPDATE SET state = excluded.state",
+                (json.dumps(state, separators=(",", ":"), allow_nan=False),),
+            )
 
     def pending(self, after_id: int = 0, limit: int = 100) -> list[StoredEvent]:
         """Stored events with id > after_id, oldest first."""

@@ -1,11 +1,13 @@
 """The frame pipeline: grabber thread -> frame queue -> inference thread -> event sink.
 
-The grabber reads the source and queues frames (dropping the oldest when inference lags). The
-inference thread tiles each frame with `edge.tiling.tile_frame` (the tile layout is computed once
-per frame size, then tiles are copied straight into the batch), runs the tiles in batches,
-applies the thresholds and hands an event to the sink (the publisher's non-blocking `submit`)
-for every frame with a defect. Each loop checks its stop event at least every `_POLL_S` seconds.
-The inference loop kicks the systemd watchdog on every turn, so a stuck runtime stops the pings.
+The grabber reads the source, places every frame on the strip (coil, MD; frames dropped later
+still advance the coil) and queues it (dropping the oldest when inference lags). The inference
+thread tiles each frame with `edge.tiling.tile_frame` (the tile layout is computed once per frame
+size, then tiles are copied straight into the batch), runs the tiles in batches, hands the
+probabilities to the inspection (defect objects and coils, edge.defects.inspection) and its
+payloads to the sink (the publisher's non-blocking `submit`). Each loop checks its stop event at
+least every `_POLL_S` seconds. The inference loop kicks the systemd watchdog on every turn, so a
+stuck runtime stops the pings.
 """
 
 from __future__ import annotations
@@ -14,41 +16,28 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge.config import TilingConfig
 from edge.errors import ModelError
-from edge.events import DefectRule, EventBuilder
+from edge.events import DefectRule
 from edge.framequeue import FrameQueue
 from edge.model import LoadedModel
+from edge.ratelog import RateLimitedLog
 from edge.sdnotify import Watchdog
 from edge.sources.base import CameraState, Frame, FrameSource
 from edge.stats import Stats
 from edge.tiling import TilingError, tile_frame
 
+if TYPE_CHECKING:  # the daemon wires them in; the pipeline only calls them
+    from edge.defects.inspection import CoilInspection, TileInspection
+    from edge.defects.position import StripLocator
+
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.2
-_FAULT_LOG_INTERVAL_S = 10.0
-
-
-class RateLimitedLog:
-    """Logs a recurring problem at most once per interval per key, with the repeat count."""
-
-    def __init__(self, interval: float = _FAULT_LOG_INTERVAL_S) -> None:
-        self._interval = interval
-        self._last: dict[str, tuple[float, int]] = {}
-
-    def warning(self, key: str, message: str, *args) -> None:
-        now = time.monotonic()
-        last, repeats = self._last.get(key, (-self._interval, 0))
-        if now - last >= self._interval:
-            suffix = f" (and {repeats} more like it)" if repeats else ""
-            log.warning(message + suffix, *args)
-            self._last[key] = (now, 0)
-        else:
-            self._last[key] = (last, repeats + 1)
 
 
 class FrameProcessor:
@@ -70,7 +59,12 @@ class FrameProcessor:
         self._boxes = np.zeros((0, 4), dtype=np.int32)
 
     def process(self, image: np.ndarray) -> tuple[list[dict], float]:
-        """Defects of one frame and the seconds spent inside the runtime."""
+        """Defects of one frame (one entry per tile and class) and the seconds in the runtime."""
+        probabilities, boxes, inference_s = self.infer(image)
+        return self.rule.defects(probabilities, boxes), inference_s
+
+    def infer(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Tile probabilities [n, C], tile boxes [n, 4] in frame pixels, seconds in the runtime."""
         image, offset = self._crop(image)
         corners, boxes = self._layout(image, offset)
         batch = self._batch_for(len(corners))
@@ -81,7 +75,7 @@ class FrameProcessor:
         started = time.perf_counter()
         probabilities = self.runtime.infer_all(batch)
         inference_s = time.perf_counter() - started
-        return self.rule.defects(probabilities, boxes), inference_s
+        return probabilities, boxes, inference_s
 
     def _layout(
         self, image: np.ndarray, offset: tuple[int, int]
@@ -117,17 +111,21 @@ class Pipeline:
         self,
         source: FrameSource,
         processor: FrameProcessor,
-        builder: EventBuilder,
-        sink: Callable[[dict], object],
+        inspection: CoilInspection | TileInspection,
+        sink: Callable[[str, dict], object],
         stats: Stats,
         watchdog: Watchdog | None = None,
         frame_queue: int = 4,
         lossless: bool = False,
+        locator: StripLocator | None = None,
+        save_state: Callable[[dict | None], object] | None = None,
     ) -> None:
         self.source = source
         self.processor = processor
-        self.builder = builder
+        self.inspection = inspection
         self.sink = sink
+        self.locator = locator
+        self.save_state = save_state
         self.stats = stats
         self.watchdog = watchdog
         self.frames = FrameQueue(frame_queue)
@@ -136,7 +134,7 @@ class Pipeline:
         self._stop_grabbing = threading.Event()
         self._stop_inference = threading.Event()
         self._busy = False
-        self._faults = RateLimitedLog()
+        self._faults = RateLimitedLog(logger=log)
         self._threads: list[threading.Thread] = []
 
     @property
@@ -162,6 +160,10 @@ class Pipeline:
             if inference.is_alive():
                 log.error("inference did not finish within %.1f s; giving up on it",
                           drain_timeout)
+                self._threads = []
+                return
+        if self._threads:
+            self._emit(self.inspection.stop(), force_state=True)
         self._threads = []
 
     def _grab_loop(self) -> None:
@@ -178,6 +180,9 @@ class Pipeline:
                     self.source_finished.set()
                 continue
             self.stats.frames_in += 1
+            if self.locator is not None:
+                frame.meta["placement"] = self.locator.place(frame.timestamp,
+                                                             frame.image.shape[0])
             self._queue(frame)
 
     def _queue(self, frame: Frame) -> None:
@@ -196,6 +201,7 @@ class Pipeline:
             if frame is None:
                 if self._stop_inference.is_set():
                     return
+                self._guarded(lambda: self._emit(self.inspection.idle()))
                 continue
             self._busy = True
             try:
@@ -206,17 +212,38 @@ class Pipeline:
     def _process(self, frame: Frame) -> None:
         started = time.perf_counter()
         try:
-            defects, inference_s = self.processor.process(frame.image)
+            probabilities, boxes, inference_s = self.processor.infer(frame.image)
         except TilingError as exc:
-            self.stats.frames_failed += 1
-            self._faults.warning("tiling", "frame %s skipped: %s", frame.frame_id, exc)
+            self._failed(frame, "tiling", "frame %s skipped: %s", exc)
             return
         except Exception as exc:  # e.g. a runtime error on one batch; the next may work
-            self.stats.frames_failed += 1
-            self._faults.warning("inference", "inference failed on frame %s: %s",
-                                 frame.frame_id, exc)
+            self._failed(frame, "inference", "inference failed on frame %s: %s", exc)
             return
+        out, defects = self._guarded(
+            lambda: self.inspection.frame(frame, probabilities, boxes), ([], [])
+        )
         if defects:
-            self.sink(self.builder.build(frame, defects))
             self.stats.record_event([d["class_name"] for d in defects])
+        self._emit(out)
         self.stats.record_frame(inference_s, time.perf_counter() - started)
+
+    def _failed(self, frame: Frame, key: str, message: str, exc: Exception) -> None:
+        self.stats.frames_failed += 1
+        self._faults.warning(key, message, frame.frame_id, exc)
+        self._emit(self._guarded(lambda: self.inspection.failed(frame), []))
+
+    def _emit(self, payloads, force_state: bool = False) -> None:
+        for kind, payload in payloads or []:
+            self.sink(kind, payload)
+        if self.save_state is not None:
+            state = self._guarded(lambda: self.inspection.state(force_state), False)
+            if state is not False:
+                self.save_state(state)
+
+    def _guarded(self, step, fallback=None):
+        """A fault in the coil bookkeeping is logged; inference goes on."""
+        try:
+            return step()
+        except Exception:
+            log.exception("coil bookkeeping failed")
+            return fallback

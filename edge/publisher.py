@@ -28,13 +28,14 @@ _IDLE_WAIT_S = 0.1
 
 class Publisher:
     def __init__(
-        self, outbox: Outbox, mqtt: MqttClient, topic: str, max_inflight: int, queue_size: int
+        self, outbox: Outbox, mqtt: MqttClient, topics: dict[str, str], max_inflight: int,
+        queue_size: int,
     ) -> None:
         self.outbox = outbox
         self.mqtt = mqtt
-        self.topic = topic
+        self.topics = dict(topics)  # payload kind ("defects", "coils") -> topic
         self.max_inflight = max_inflight
-        self._queue: queue.SimpleQueue[dict] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, dict | None]] = queue.SimpleQueue()
         self._queue_size = queue_size
         self._inflight: dict[int, int] = {}  # paho message id -> outbox row id
         self._cursor = 0  # highest outbox row id handed to paho
@@ -43,7 +44,9 @@ class Publisher:
         self._flush_deadline: float | None = None
         self._thread: threading.Thread | None = None
         self.rejected = 0  # submitted while the queue to the outbox was full
-        self.acked = 0
+        self.acked = 0  # defect events and coil reports
+        self.reports_acked = 0
+        self._report_rows: set[int] = set()
         self._unremoved: list[int] = []  # acknowledged, but the outbox refused to delete them
         self._was_ready = False
         self.refused = 0
@@ -59,14 +62,20 @@ class Publisher:
         """Nothing waiting: every submitted event is stored and acknowledged (or dropped)."""
         return self._queue.empty() and self.outbox.depth == 0
 
-    def submit(self, event: dict) -> bool:
-        """Called by the inference thread; False (and counted) if the queue is full."""
-        if self._queue.qsize() >= self._queue_size:
+    def submit(self, kind: str, payload: dict) -> bool:
+        """Called by the inference thread; False (and counted) if the queue is full. Coil reports
+        are never refused: one per coil, and the open coil's state depends on them."""
+        if kind != "coils" and self._queue.qsize() >= self._queue_size:
             self.rejected += 1
             return False
-        self._queue.put(event)
+        self._queue.put((kind, payload))
         self._wake.set()
         return True
+
+    def save_state(self, state: dict | None) -> None:
+        """The open coil's state (None: no coil open), kept in the outbox in order with events."""
+        self._queue.put(("state", state))
+        self._wake.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
@@ -114,18 +123,39 @@ class Publisher:
             self._send_next()
 
     def _store_submitted(self) -> None:
-        events = []
+        """Store what was submitted, in order: a run of events together with the coil state that
+        follows it in one transaction (so a restart never reuses a stored defect_id), each coil
+        report with the removal of its coil's saved state."""
+        items = []
         while True:
             try:
-                events.append(self._queue.get_nowait())
+                items.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        run: list[dict] = []
+        for kind, payload in items:
+            if kind == "defects":
+                run.append(payload)
+            elif kind == "state":
+                self.outbox.append(run, self.topics["defects"], coil_state=payload)
+                run = []
+            else:
+                self._store_run(run)
+                run = []
+                self.outbox.append([payload], self.topics["coils"], counter="coils",
+                                   coil_state=None)
+        self._store_run(run)
+
+    def _store_run(self, events: list[dict]) -> None:
         if events:
-            self.outbox.append(events, self.topic)
+            self.outbox.append(events, self.topics["defects"])
 
     def _remove_acknowledged(self) -> None:
         ids = [self._inflight.pop(mid) for mid in self.mqtt.take_acks() if mid in self._inflight]
         self.acked += len(ids)
+        reports = self._report_rows.intersection(ids)
+        self.reports_acked += len(reports)
+        self._report_rows -= reports
         if ids:
             self._retry.reset()
         ids = self._unremoved + ids
@@ -159,3 +189,5 @@ class Publisher:
                 return
             self._inflight[mid] = stored.id
             self._cursor = stored.id
+            if stored.topic == self.topics["coils"]:
+                self._report_rows.add(stored.id)

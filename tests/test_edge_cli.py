@@ -47,7 +47,8 @@ def test_replay_publishes_what_the_model_sees_and_waits_for_every_ack(
     events = mqtt_subscriber.payloads("/defects")
     counts = validate_messages(mqtt_subscriber.messages())
     assert counts["defects"] == len(expected) and counts["status"] >= 2
-    got = {e["frame_id"]: sorted((d["class_id"], d["box"]) for d in e["defects"]) for e in events}
+    got = {e["frame_id"]: sorted((d["class_id"], d["box_px"]) for d in e["defects"])
+           for e in events}
     assert got == expected
     assert [e["seq"] for e in events] == list(range(1, len(expected) + 1))
     frames_per_class = {
@@ -177,7 +178,8 @@ def test_check_passes_when_everything_is_there_and_never_prints_the_password(
     assert main(["check", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[1] for line in out.splitlines()}
-    assert rows == {"config": "OK", "model": "OK", "camera": "OK", "outbox": "OK", "broker": "OK"}
+    assert rows == {"config": "OK", "model": "OK", "camera": "OK", "outbox": "OK", "broker": "OK",
+                    "tracking": "OK"}
     assert "a.png 512x256" in out and "mean-model test-1" in out
     assert "hunter2" not in out and "password from" in out
 
@@ -199,7 +201,7 @@ def test_check_reports_each_failure_with_its_reason(tmp_path, make_broker, mean_
     assert main(["check", "--config", str(config)]) == 1
     out = capsys.readouterr().out
     assert "mqtt.port: Input should be less than or equal to 65535 (got 70000)" in out
-    assert out.count("SKIP") == 4
+    assert out.count("SKIP") == 5
 
 
 def test_config_errors_are_one_line_on_the_command_line(tmp_path, capsys):

@@ -82,7 +82,7 @@ def test_event_payload_matches_the_schema(loaded):
     )
     event = builder.build(Frame("f1", 1_700_000_000.25, np.zeros((1, 1), np.uint8)), defects)
     event["seq"] = 1
-    jsonschema.validate(event, load_schema("defects"))
+    jsonschema.validate(event, load_schema("defects-v1"))
     assert event["ts"] == "2023-11-14T22:13:20.250Z"
     assert event["model"]["sha256"] == loaded.sha256
     other = builder.build(Frame("f1", 0.0, np.zeros((1, 1), np.uint8)), defects)

@@ -36,9 +36,9 @@ def recorded_events(monkeypatch) -> list[dict]:
     events: list[dict] = []
     submit = Publisher.submit
 
-    def recording_submit(self, event):
-        taken = submit(self, event)
-        if taken:
+    def recording_submit(self, kind, event):
+        taken = submit(self, kind, event)
+        if taken and kind == "defects":
             events.append(event)
         return taken
 

@@ -39,6 +39,7 @@ def run(args) -> int:
         ("camera", _check_camera),
         ("outbox", _check_outbox),
         ("broker", _check_broker),
+        ("tracking", _check_tracking),
     ]
     if getattr(args, "config_only", False):
         checks = []
@@ -127,6 +128,19 @@ def _check_broker(config):
     if not ok:
         raise SteelInspectError(f"{mqtt.host}:{mqtt.port}: {detail} ({auth})")
     return f"{detail} ({auth})", True
+
+
+def _check_tracking(config):
+    """The coil tracking source: none, the MQTT topic (on the broker checked above), or one
+    OPC UA read of the coil node."""
+    tracking = config.tracking
+    if tracking.source == "none":
+        return "none: coil_id is null, positions count from the daemon's start", True
+    if tracking.source == "mqtt":
+        return f"mqtt: coil messages on {tracking.topic} (QoS 1, retained honoured)", True
+    from edge.tracking.probe import probe_opcua  # noqa: PLC0415
+
+    return probe_opcua(tracking), True
 
 
 def _auth_description(mqtt) -> str:

@@ -77,13 +77,17 @@ def print_summary(daemon, clock: _ReplayClock, file) -> None:
     stats, source = daemon.stats, daemon.source
     counters = source.counters if source is not None else {}
     fps = stats.processing_fps()
+    publisher = daemon.publisher
+    acked = publisher.acked - publisher.reports_acked if publisher else 0
+    objects = "tiles" if daemon.config.mqtt.event_schema == "v1" else "defects"
     lines = [
         f"frames:     {stats.frames_processed} processed, {stats.frames_failed} failed, "
         f"{counters.get('skipped_unreadable', 0) + counters.get('skipped_size', 0)} files skipped",
-        f"events:     {stats.events} ({daemon.publisher.acked if daemon.publisher else 0} "
-        f"acknowledged, {daemon.outbox.depth if daemon.outbox else 0} left in the outbox)",
+        f"events:     {stats.events} ({acked} acknowledged, "
+        f"{daemon.outbox.depth if daemon.outbox else 0} left in the outbox)",
+        f"coils:      {publisher.reports_acked if publisher else 0} reports acknowledged",
         f"fps:        {fps:.1f}",
-        "defects:    class          frames  tiles",
+        f"defects:    class          frames  {objects}",
     ]
     names = daemon.model.card.class_names if daemon.model is not None else []
     for name in names:

@@ -6,12 +6,14 @@ import json
 from importlib import resources
 
 SCHEMA_FILES = {
-    "defects": "defect-event-v1.json",
+    "defects": "defect-event-v2.json",
+    "defects-v1": "defect-event-v1.json",
+    "coils": "coil-report-v1.json",
     "stats": "stats-v1.json",
     "status": "status-v1.json",
 }
 
 
 def load_schema(topic: str) -> dict:
-    """The schema of a topic's payload: 'defects', 'stats' or 'status'."""
+    """The schema of a topic's payload: 'defects' (v2), 'defects-v1', 'coils', 'stats', 'status'."""
     return json.loads(resources.files(__name__).joinpath(SCHEMA_FILES[topic]).read_text())

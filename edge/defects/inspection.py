@@ -1,0 +1,152 @@
+"""What the inference thread makes of each frame: payloads for the publisher.
+
+`CoilInspection` (events v2): defect objects with ids, strip positions and the coil; coil reports
+when coils end; the open coil's state for the outbox. `TileInspection` (events v1): one entry per
+tile and class, as before. Both return `(kind, payload)` pairs, kind "defects" or "coils", and a
+`state` (the open coil's, or None) for the publisher to keep in the outbox.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+
+from edge.config import EdgeConfig
+from edge.defects.coil import CoilLedger
+from edge.defects.objects import ClassCuts, DefectBuilder
+from edge.defects.position import OpenSegment, StripLocator
+from edge.events import DEFECT_EVENT_V2_SCHEMA, DefectRule, EventBuilder
+from edge.sources.base import Frame
+from edge.stats import utc_iso
+
+_STATE_EVERY_S = 1.0
+
+
+class TileInspection:
+    """Events v1: unchanged payload, no coils."""
+
+    def __init__(self, rule: DefectRule, builder: EventBuilder) -> None:
+        self.rule = rule
+        self.builder = builder
+
+    def frame(self, frame: Frame, probabilities: np.ndarray, boxes: np.ndarray):
+        defects = self.rule.defects(probabilities, boxes)
+        return ([("defects", self.builder.build(frame, defects))] if defects else []), defects
+
+    def failed(self, frame: Frame) -> list:
+        return []
+
+    def idle(self) -> list:
+        return []
+
+    def stop(self) -> list:
+        return []
+
+    def state(self, force: bool = False):
+        return None
+
+
+class CoilInspection:
+    def __init__(self, config: EdgeConfig, rule: DefectRule, model: dict,
+                 locator: StripLocator, frame_width: int | None = None) -> None:
+        self.config = config
+        self.model = dict(model)
+        self.locator = locator
+        self.classes = ClassCuts(rule.class_ids, rule.class_names, rule.cuts)
+        self.ledger = CoilLedger(config.site, config.geometry, rule.class_names, model,
+                                 locator.frames_in)
+        self._builder: DefectBuilder | None = None
+        self._builder_key: int | None = None
+        self._next_state = 0.0
+        self._dirty = False
+
+    def restore(self, state: dict) -> list:
+        """Resume the coil a crash interrupted; without tracking it ends here (reported)."""
+        self.ledger.restore(state)
+        self._builder_key = self.ledger.open.coil_key
+        self._builder = DefectBuilder(self.classes, self.config.geometry, 0,
+                                      next_defect_id=self.ledger.open.next_defect_id)
+        if self.config.tracking.source == "none":
+            return [("coils", self.ledger.close("restart"))]
+        return []
+
+    def frame(self, frame: Frame, probabilities: np.ndarray, boxes: np.ndarray):
+        placement = frame.meta["placement"]
+        out = self._begin(frame, placement)
+        builder = self._builder
+        builder.frame_width = frame.image.shape[1]
+        defects = builder.build(probabilities, boxes, placement)
+        self.ledger.open.next_defect_id = builder.next_defect_id
+        self.ledger.processed(frame.timestamp, defects)
+        if defects:
+            out.append(("defects", self._event(frame, placement, defects)))
+            self._next_state = 0.0  # saved with the event: its defect ids are taken for good
+        self._dirty = True
+        return out, defects
+
+    def failed(self, frame: Frame) -> list:
+        placement = frame.meta["placement"]
+        out = self._begin(frame, placement)
+        self.ledger.processed(frame.timestamp, None)
+        self._dirty = True
+        return out
+
+    def idle(self) -> list:
+        """No frame is waiting: a coil the tracker has moved past ends now."""
+        tracker, open_coil = self.locator.tracker, self.ledger.open
+        if open_coil is None or tracker.last_coil_id in (None, open_coil.coil_id):
+            return []
+        self._dirty = True
+        return [("coils", self.ledger.close("tracking", ended=time.time()))]
+
+    def stop(self) -> list:
+        if self.ledger.open is None:
+            return []
+        self._dirty = True
+        return [("coils", self.ledger.close("stop"))]
+
+    def state(self, force: bool = False):
+        """The open coil's state when it is due for saving (with every event, else at most once a
+        second), or False when nothing is due."""
+        now = time.monotonic()
+        if not self._dirty or (not force and now < self._next_state):
+            return False
+        self._next_state, self._dirty = now + _STATE_EVERY_S, False
+        return self.ledger.snapshot(self.locator.segment)
+
+    def _begin(self, frame: Frame, placement) -> list:
+        height = frame.image.shape[0]
+        frame_end = placement.md_m + height * self.config.geometry.mm_per_px_md / 1000.0
+        reports = [("coils", r) for r in self.ledger.frame(placement, frame_end)]
+        if self._builder_key != placement.coil_key:
+            self._builder = DefectBuilder(self.classes, self.config.geometry, frame.image.shape[1])
+            self._builder_key = placement.coil_key
+        return reports
+
+    def _event(self, frame: Frame, placement, defects: list[dict]) -> dict:
+        site = self.config.site
+        return {
+            "schema": DEFECT_EVENT_V2_SCHEMA,
+            "stream": None,  # stream and seq are set by the outbox
+            "seq": None,
+            "event_id": uuid.uuid4().hex,
+            "ts": utc_iso(frame.timestamp),
+            "line": site.line,
+            "camera": site.camera,
+            "side": self.config.geometry.side,
+            "frame_id": frame.frame_id,
+            "coil_id": placement.coil_id,
+            "md_m": round(placement.md_m, 4),
+            "tracking": placement.tracking,
+            "model": dict(self.model),
+            "defects": defects,
+        }
+
+
+def resume_segment(state: dict | None) -> OpenSegment | None:
+    """The locator's part of a saved coil state."""
+    if not state or not state.get("segment"):
+        return None
+    return OpenSegment(**state["segment"])

@@ -1,0 +1,161 @@
+"""Tiles over threshold -> one defect object per defect, in frame pixels and strip units.
+
+Tiles of one frame that pass a class's cut and touch or overlap (8-neighbourhood on the tile
+grid, overlapping tiles included) form one defect of that class. A defect that reaches the
+frame's last tile row and goes on in the first row of the next frame, at an overlapping CD range,
+keeps its `defect_id`. `refine` (the localisation step) may replace a defect's tile-union box by
+a tighter one; without it the box is the union of its tiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.config import GeometryConfig
+from edge.defects.position import Placement
+
+Box = tuple[int, int, int, int]  # x, y, width, height in frame pixels
+# (class index, tile indices of one defect) -> (box, area in px) or None to keep the tiles' box
+Refine = Callable[[int, list[int]], tuple[Box, float] | None]
+
+
+@dataclass(frozen=True)
+class ClassCuts:
+    """What the defect builder needs of the model's classes and the applied thresholds."""
+
+    ids: list[int]
+    names: list[str]
+    cuts: np.ndarray  # float32 [C]: the threshold actually applied (max of class and min_score)
+
+    @property
+    def applied(self) -> list[float]:
+        return [round(float(t), 6) for t in self.cuts]
+
+
+@dataclass
+class _Edge:
+    """A defect of the previous frame that reaches its last tile row."""
+
+    class_index: int
+    defect_id: int
+    x0: int
+    x1: int
+
+
+class DefectBuilder:
+    """Per coil: numbers defects and links those that continue across frames (one thread)."""
+
+    def __init__(self, classes: ClassCuts, geometry: GeometryConfig, frame_width: int,
+                 next_defect_id: int = 1) -> None:
+        self.classes = classes
+        self.geometry = geometry
+        self.frame_width = frame_width
+        self.next_defect_id = next_defect_id
+        self._edges: list[_Edge] = []
+        self._last_frame: tuple[int, int] | None = None  # (coil_key, frame_index)
+
+    def build(self, probabilities: np.ndarray, boxes: np.ndarray, placement: Placement,
+              refine: Refine | None = None) -> list[dict]:
+        boxes = np.asarray(boxes)
+        continues = self._last_frame == (placement.coil_key, placement.frame_index - 1)
+        previous_edges = self._edges if continues else []
+        self._last_frame = (placement.coil_key, placement.frame_index)
+        self._edges = []
+        hits = probabilities >= self.classes.cuts[None, :]
+        if not hits.any():
+            return []
+        top, bottom = int(boxes[:, 1].min()), int((boxes[:, 1] + boxes[:, 3]).max())
+        defects = []
+        for c in np.flatnonzero(hits.any(axis=0)).tolist():
+            for tiles in _components(boxes, np.flatnonzero(hits[:, c]).tolist()):
+                defects.append(self._defect(c, tiles, probabilities, boxes, placement,
+                                            previous_edges, (top, bottom), refine))
+        return defects
+
+    def _defect(self, c, tiles, probabilities, boxes, placement, previous_edges, rows, refine):
+        tile_boxes = boxes[tiles]
+        x0, y0 = int(tile_boxes[:, 0].min()), int(tile_boxes[:, 1].min())
+        x1 = int((tile_boxes[:, 0] + tile_boxes[:, 2]).max())
+        y1 = int((tile_boxes[:, 1] + tile_boxes[:, 3]).max())
+        defect_id = self._id_for(c, x0, x1, y0 == rows[0], previous_edges)
+        if y1 == rows[1]:
+            self._edges.append(_Edge(c, defect_id, x0, x1))
+        box, area_px = (x0, y0, x1 - x0, y1 - y0), _union_area(tile_boxes)
+        refined = refine(c, tiles) if refine is not None else None
+        if refined is not None:
+            box, area_px = refined
+        g = self.geometry
+        return {
+            "defect_id": defect_id,
+            "class_id": self.classes.ids[c],
+            "class_name": self.classes.names[c],
+            "score": round(float(probabilities[tiles, c].max()), 6),
+            "threshold": self.classes.applied[c],
+            "box_px": [int(v) for v in box],
+            "md_m": self._md(placement, box),
+            "cd_mm": self._cd(box),
+            "area_mm2": round(float(area_px) * g.mm_per_px_cd * g.mm_per_px_md, 3),
+            "tiles": len(tiles),
+        }
+
+    def _id_for(self, c: int, x0: int, x1: int, at_top: bool, previous: list[_Edge]) -> int:
+        if at_top:
+            for edge in previous:
+                if edge.class_index == c and edge.x0 <= x1 and x0 <= edge.x1:
+                    previous.remove(edge)  # a defect that splits keeps its id in one part only
+                    return edge.defect_id
+        defect_id = self.next_defect_id
+        self.next_defect_id += 1
+        return defect_id
+
+    def _md(self, placement: Placement, box: Box) -> list[float]:
+        scale = self.geometry.mm_per_px_md / 1000.0
+        return [round(placement.md_m + box[1] * scale, 4),
+                round(placement.md_m + (box[1] + box[3]) * scale, 4)]
+
+    def _cd(self, box: Box) -> list[float]:
+        g = self.geometry
+        x0, x1 = box[0], box[0] + box[2]
+        if g.cd_origin == "right":
+            x0, x1 = self.frame_width - x1, self.frame_width - x0
+        return [round(g.cd_offset_mm + x0 * g.mm_per_px_cd, 2),
+                round(g.cd_offset_mm + x1 * g.mm_per_px_cd, 2)]
+
+
+def _components(boxes: np.ndarray, tiles: list[int]) -> list[list[int]]:
+    """Groups of tiles whose boxes touch or overlap (union-find; a frame has few tiles)."""
+    parent = {t: t for t in tiles}
+
+    def root(t: int) -> int:
+        while parent[t] != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    for i, a in enumerate(tiles):
+        ax, ay, aw, ah = boxes[a]
+        for b in tiles[i + 1:]:
+            bx, by, bw, bh = boxes[b]
+            if ax <= bx + bw and bx <= ax + aw and ay <= by + bh and by <= ay + ah:
+                parent[root(b)] = root(a)
+    groups: dict[int, list[int]] = {}
+    for t in tiles:
+        groups.setdefault(root(t), []).append(t)
+    return list(groups.values())
+
+
+def _union_area(boxes: np.ndarray) -> int:
+    """Pixels covered by the union of boxes (exact, on the grid of their edges)."""
+    xs = np.unique(np.concatenate([boxes[:, 0], boxes[:, 0] + boxes[:, 2]]))
+    ys = np.unique(np.concatenate([boxes[:, 1], boxes[:, 1] + boxes[:, 3]]))
+    area = 0
+    for xa, xb in zip(xs[:-1], xs[1:], strict=True):
+        for ya, yb in zip(ys[:-1], ys[1:], strict=True):
+            inside = ((boxes[:, 0] <= xa) & (boxes[:, 0] + boxes[:, 2] >= xb)
+                      & (boxes[:, 1] <= ya) & (boxes[:, 1] + boxes[:, 3] >= yb))
+            if inside.any():
+                area += int((xb - xa) * (yb - ya))
+    return area
