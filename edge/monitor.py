@@ -2,8 +2,9 @@
 
 Subscribes to `{prefix}/{line}/{camera}/#` with the daemon's own connection settings (auth, TLS)
 and keeps a running summary: events and defects per class, end-to-end latency from the frame's
-acquisition time to receipt here, the daemon's own frames/s and camera state from `stats`, and
-the `status` retained message. Events can be appended to a JSON-lines log as they arrive.
+acquisition time to receipt here, the daemon's own frames/s, camera state and coil from `stats`,
+the coil reports, and the `status` retained message. Events and coil reports can be appended to
+JSON-lines logs as they arrive.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 class Monitor:
-    def __init__(self, config: EdgeConfig, events_log: Path | None = None) -> None:
+    def __init__(self, config: EdgeConfig, events_log: Path | None = None,
+                 coils_log: Path | None = None) -> None:
         self.topics = Topics.of(config.mqtt.topic_prefix, config.site)
         self.events = 0
         self.event_ids: set[str] = set()
@@ -37,10 +39,12 @@ class Monitor:
         self.last_seq: int | None = None
         self.gaps = 0
         self.status: dict = {}
+        self.coil_reports: list[dict] = []
         self.stats: dict = {}
         self.stopped = threading.Event()
         self._lock = threading.Lock()
         self._log = open(events_log, "a") if events_log else None  # noqa: SIM115
+        self._coils_log = open(coils_log, "a") if coils_log else None  # noqa: SIM115
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"steel-inspect-monitor-{config.site.line}-{config.site.camera}-{time.time_ns()}",
@@ -57,8 +61,9 @@ class Monitor:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
-        if self._log:
-            self._log.close()
+        for file in (self._log, self._coils_log):
+            if file:
+                file.close()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -75,6 +80,8 @@ class Monitor:
         with self._lock:
             if message.topic == self.topics.defects:
                 self._on_event(body)
+            elif message.topic == self.topics.coils:
+                self._on_coil_report(body)
             elif message.topic == self.topics.stats:
                 self.stats = body
             elif message.topic == self.topics.status:
@@ -98,6 +105,14 @@ class Monitor:
             self._log.write(json.dumps(event, separators=(",", ":")) + "\n")
             self._log.flush()
 
+    def _on_coil_report(self, report: dict) -> None:
+        if any(r["report_id"] == report["report_id"] for r in self.coil_reports):
+            return
+        self.coil_reports.append(report)
+        if self._coils_log:
+            self._coils_log.write(json.dumps(report, separators=(",", ":")) + "\n")
+            self._coils_log.flush()
+
     def summary_line(self) -> str:
         with self._lock:
             fps = self.stats.get("fps") or 0.0
@@ -113,6 +128,10 @@ class Monitor:
                 f"events {self.events} (frames with: {per_class})",
                 f"latency {lat}",
             ]
+            if self.stats.get("tracking_state", "none") != "none" or self.coil_reports:
+                parts.insert(2, f"coil {self.stats.get('coil_id') or '-'} "
+                                f"(tracking {self.stats.get('tracking_state', '?')})")
+                parts.append(f"coil reports {len(self.coil_reports)}")
             if self.gaps:
                 parts.append(f"gaps {self.gaps}")
             if self.duplicates:

@@ -13,13 +13,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--until-stopped", action="store_true",
                         help="exit once the daemon publishes its 'stopped' status")
     parser.add_argument("--events-log", type=Path, help="append every event to this JSONL file")
+    parser.add_argument("--coils-log", type=Path,
+                        help="append every coil report to this JSONL file")
 
 
 def run(args) -> int:
     from edge.config import load_config  # noqa: PLC0415
     from edge.monitor import Monitor  # noqa: PLC0415
 
-    monitor = Monitor(load_config(args.config), events_log=args.events_log)
+    monitor = Monitor(load_config(args.config), events_log=args.events_log,
+                      coils_log=args.coils_log)
     monitor.start()
     started = time.monotonic()
     try:
