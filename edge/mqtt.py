@@ -15,7 +15,6 @@ may carry a refusal (e.g. "Not authorized" from the broker's ACL): those ids go 
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 import sys
@@ -29,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge.config import MqttConfig, SiteConfig
 from edge.errors import ConfigError
+from edge.schemas import encode_payload
 from edge.stats import utc_iso
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def status_payload(state: str, site: SiteConfig, extra: dict | None = None) -> b
     if state != "offline":  # the will is fixed at connect time, so a timestamp would be stale
         body["ts"] = utc_iso(time.time())
     body.update(extra or {})
-    return json.dumps(body, separators=(",", ":")).encode()
+    return encode_payload(body).encode()
 
 
 def default_client_id(site: SiteConfig) -> str:
@@ -172,7 +172,7 @@ class MqttClient:
     def publish_stats(self, payload: dict) -> bool:
         if not self.ready.is_set():
             return False
-        data = json.dumps(payload, separators=(",", ":"))
+        data = encode_payload(payload)
         return self._client.publish(self.topics.stats, data, qos=0).rc == 0
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -292,7 +292,8 @@ def probe_broker(config: MqttConfig, site: SiteConfig, timeout: float = 5.0) -> 
         if reason_code.is_failure:
             finish(f"refused: {reason_code}")
         elif config.protocol == "5":
-            payload = json.dumps({"schema": "steel-inspect/check/v1", "ts": utc_iso(time.time())})
+            check = {"schema": "steel-inspect/check/v1", "ts": utc_iso(time.time())}
+            payload = encode_payload(check)
             client.publish(check_topic, payload, qos=1)
         else:
             finish("ok")

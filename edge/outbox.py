@@ -16,7 +16,6 @@ any thread. A lock file keeps a second daemon off the same outbox.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import sqlite3
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import ConfigError
+from edge.schemas import encode_payload
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,15 @@ class Outbox:
             return 0
         rows = []
         for event in events:
+            payload = self._encoded(event)
+            if payload is None:
+                continue
             self._seq += 1  # advanced even if storing fails, so subscribers see the gap
             event["seq"] = self._seq
-            payload = json.dumps(event, separators=(",", ":")).encode()
+            payload = encode_payload(event).encode()
             rows.append((self._seq, event["event_id"], topic, payload, time.time()))
+        if not rows:
+            return 0
         try:
             self._db.execute("PRAGMA synchronous = FULL")
             with self._db:
@@ -200,6 +205,15 @@ class Outbox:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    def _encoded(self, event: dict) -> bytes | None:
+        """Refuse an event that is not strict JSON (NaN/Infinity) before it takes a seq."""
+        try:
+            return encode_payload(event).encode()
+        except (TypeError, ValueError) as exc:
+            self.errors += 1
+            log.error("event %s not stored: not valid JSON (%s)", event.get("event_id"), exc)
+            return None
 
     def _failed(self, what: str, exc: sqlite3.Error) -> None:
         self.errors += 1

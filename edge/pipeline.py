@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from edge.config import TilingConfig
-from edge.errors import ModelError
+from edge.errors import ModelError, ModelFault
 from edge.events import DefectRule, EventBuilder
 from edge.framequeue import FrameQueue
 from edge.model import LoadedModel
@@ -210,6 +210,14 @@ class Pipeline:
         except TilingError as exc:
             self.stats.frames_failed += 1
             self._faults.warning("tiling", "frame %s skipped: %s", frame.frame_id, exc)
+            return
+        except ModelFault as exc:  # the frame was not inspected: never "no defects"
+            self.stats.frames_failed += 1
+            self.stats.model_faults += 1
+            self._faults.warning(
+                "model-fault", "MODEL FAULT on frame %s, frame not inspected: %s (%d so far)",
+                frame.frame_id, exc, self.stats.model_faults,
+            )
             return
         except Exception as exc:  # e.g. a runtime error on one batch; the next may work
             self.stats.frames_failed += 1

@@ -177,7 +177,9 @@ def test_check_passes_when_everything_is_there_and_never_prints_the_password(
     assert main(["check", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[1] for line in out.splitlines()}
-    assert rows == {"config": "OK", "model": "OK", "camera": "OK", "outbox": "OK", "broker": "OK"}
+    assert rows == {"config": "OK", "model": "OK", "camera": "OK", "inference": "OK",
+                    "outbox": "OK", "broker": "OK"}
+    assert "camera frame: no defects, outputs valid" in out
     assert "a.png 512x256" in out and "mean-model test-1" in out
     assert "hunter2" not in out and "password from" in out
 
@@ -199,7 +201,7 @@ def test_check_reports_each_failure_with_its_reason(tmp_path, make_broker, mean_
     assert main(["check", "--config", str(config)]) == 1
     out = capsys.readouterr().out
     assert "mqtt.port: Input should be less than or equal to 65535 (got 70000)" in out
-    assert out.count("SKIP") == 4
+    assert out.count("SKIP") == 5
 
 
 def test_config_errors_are_one_line_on_the_command_line(tmp_path, capsys):
