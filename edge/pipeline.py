@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from edge.config import TilingConfig
-from edge.errors import ModelError, ModelFault
+from edge.errors import ConfigError, ModelError, ModelFault
 from edge.events import DefectRule, EventBuilder
 from edge.framequeue import FrameQueue
 from edge.model import LoadedModel
@@ -59,6 +59,9 @@ class FrameProcessor:
         if spec.height != spec.width:
             raise ModelError(f"{model.path}: tiles must be square, model takes {spec.width}x"
                              f"{spec.height}")
+        problem = tiling.problem_with(spec.height)
+        if problem:
+            raise ConfigError(f"{problem}; {model.path} takes {spec.width}x{spec.height} tiles")
         self.runtime = model.runtime
         self.rule = rule
         self.tile = spec.height

@@ -89,11 +89,13 @@ def _check_model(config):
 
     from edge.events import DefectRule  # noqa: PLC0415
     from edge.model import load_model  # noqa: PLC0415
+    from edge.pipeline import FrameProcessor  # noqa: PLC0415
 
     m = config.model
     model = load_model(m.path, m.backend, max_batch=m.max_batch, threads=m.threads)
     try:
         rule = DefectRule(model.card, config.events)
+        FrameProcessor(model, rule, config.tiling)  # tiling that cannot cut this model's tiles
         spec = model.runtime.input_spec
         tiles = np.random.default_rng(0).integers(0, 256, (2, *spec.tile_shape), dtype=np.uint8)
         tiles[0] = 128
