@@ -10,7 +10,10 @@
   database hits the same "full" path as a full disk: logged and counted, never a crash.
 
 Only one thread may use an Outbox (the publisher); `depth` and `counters` are safe to read from
-any thread. A lock file keeps a second daemon off the same outbox.
+any thread. A lock file and an flock on the database file itself (edge.delivery.dbfile) keep a
+second daemon off the same outbox; a database deleted or replaced under the daemon is re-created
+from the open one (`check_file`); a lock held by another process delays storing (events wait in
+memory), never loses. docs/mqtt.md#delivery-guarantees-store-and-forward has the design.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.delivery.dbfile import DatabaseFile
 from edge.errors import ConfigError
+from edge.observe.ratelimit import RateLimitedLog
 from edge.schemas import encode_payload
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _HARD_LIMIT_SLACK = 16 << 20
 WAL_LIMIT_BYTES = 1 << 20
+_HOLD_MAX = 10_000  # events held in memory while the database is locked, at most
+_BUSY_TIMEOUT_S = 0.5  # wait this long for a lock, then hold the events and try next turn
 _DELETE_CHUNK = 500  # ids per DELETE statement, well under SQLite's bound-parameter limit
 
 
@@ -59,29 +66,46 @@ class Outbox:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self._seq_key = f"seq:{stream}"
+        self._hard_limit = (hard_limit_bytes if hard_limit_bytes
+                            else 2 * self.max_bytes + _HARD_LIMIT_SLACK)
         self._lock_file = _take_lock(self.path)
+        self._file: DatabaseFile | None = None
         try:
-            self._db = _connect(self.path)
-            self._db.executescript(_SCHEMA)
-            limit = hard_limit_bytes if hard_limit_bytes else 2 * self.max_bytes + _HARD_LIMIT_SLACK
-            page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
-            self._db.execute(f"PRAGMA max_page_count = {max(limit // page_size, 16)}")
+            self._file = DatabaseFile.lock(self.path)
+            self._db = self._open_db()
             self._seq = self._read_meta(self._seq_key)
             self._depth, self._bytes = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM events"
             ).fetchone()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ConfigError) as exc:
+            if self._file is not None:
+                self._file.close()
             self._lock_file.close()
+            if isinstance(exc, ConfigError):
+                raise
             raise ConfigError(f"outbox.path: {self.path}: cannot open the outbox: {exc}") from None
+        self.replaced = 0  # times the database file was deleted or replaced under the daemon
         self.dropped = 0
         self.errors = 0
+        self.busy = 0  # appends a lock held by another process deferred (nothing lost)
+        self._held: list[dict] = []
+        self._unstored = 0  # seqs of lost events, skipped at the next store
+        self._limited = RateLimitedLog(log)
         self._last_error_log = 0.0
         if self._depth:
             log.info("outbox %s holds %d unsent events; they go first", self.path, self._depth)
 
+    def _open_db(self) -> sqlite3.Connection:
+        db = _connect(self.path)
+        db.executescript(_SCHEMA)
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {max(self._hard_limit // page_size, 16)}")
+        return db
+
     @property
     def depth(self) -> int:
-        return self._depth
+        """Unsent events: stored, or held in memory while the database is locked."""
+        return self._depth + len(self._held)
 
     @property
     def last_seq(self) -> int:
@@ -89,49 +113,85 @@ class Outbox:
 
     @property
     def counters(self) -> dict[str, int]:
-        return {"depth": self._depth, "dropped": self.dropped, "errors": self.errors}
+        return {"depth": self.depth, "dropped": self.dropped, "errors": self.errors,
+                "replaced": self.replaced}
 
     def append(self, events: list[dict], topic: str) -> int:
-        """Store events (seq is set on each dict); returns how many were stored."""
-        if not events:
-            return 0
-        rows = []
-        for event in events:
-            payload = self._encoded(event)
-            if payload is None:
-                continue
-            self._seq += 1  # advanced even if storing fails, so subscribers see the gap
-            event["seq"] = self._seq
-            payload = encode_payload(event).encode()
-            rows.append((self._seq, event["event_id"], topic, payload, time.time()))
-        if not rows:
+        """Store events (seq is set on each dict); returns how many were stored.
+
+        Events a busy database refused (another process holding a lock) are held in memory and
+        stored first on the next call, with the next seqs; only beyond `_HOLD_MAX` held events,
+        or when storing fails otherwise (a full disk), are events lost: counted, logged, and
+        their seqs skipped so subscribers see the gap.
+        """
+        self.check_file()
+        batch = self._held + [e for e in events if self._encoded(e) is not None]
+        self._held = []
+        if not batch:
             return 0
         try:
-            self._db.execute("PRAGMA synchronous = FULL")
-            with self._db:
-                self._db.executemany(
-                    "INSERT INTO events (seq, event_id, topic, payload, created) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    rows,
-                )
-                self._write_meta(self._seq_key, self._seq)
-                added = sum(len(r[3]) for r in rows)
-                dropped = self._trim(self._bytes + added)
+            dropped, added = self._store(batch, topic)
         except sqlite3.Error as exc:
-            self._failed(f"{len(events)} events lost", exc)
+            if _is_busy(exc):
+                self._hold(batch, exc)
+            else:
+                self._unstored += len(batch)
+                self._failed(f"{len(batch)} events lost", exc)
             return 0
-        self._depth += len(rows) - dropped[0]
+        self._depth += len(batch) - dropped[0]
         self._bytes += added - dropped[1]
         if dropped[0]:
             self.dropped += dropped[0]
-            log.warning(
-                "outbox over %d bytes: dropped the %d oldest unsent events (%d in all)",
+            self._limited.warning(  # once per 10 s: at the cap, every append drops some
+                "full", "outbox over %d bytes: dropped the %d oldest unsent events (%d in all)",
                 self.max_bytes, dropped[0], self.dropped,
             )
-        return len(rows)
+        return len(batch)
+
+    def _store(self, batch: list[dict], topic: str) -> tuple[tuple[int, int], int]:
+        """One write transaction; seq is read from the database under its write lock, so two
+        writers (which the locks should prevent) still could not hand out one seq twice."""
+        db = self._db
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            seq = self._read_meta(self._seq_key) + self._unstored
+            rows = []
+            for event in batch:
+                seq += 1
+                event["seq"] = seq
+                rows.append((seq, event["event_id"], topic, encode_payload(event).encode(),
+                             time.time()))
+            db.executemany(
+                "INSERT INTO events (seq, event_id, topic, payload, created) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._write_meta(self._seq_key, seq)
+            added = sum(len(r[3]) for r in rows)
+            dropped = self._trim(self._bytes + added)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+        self._seq, self._unstored = seq, 0
+        return dropped, added
+
+    def _hold(self, batch: list[dict], exc: sqlite3.Error) -> None:
+        lost = max(len(batch) - _HOLD_MAX, 0)
+        self._held = batch[lost:]
+        if lost:
+            self._unstored += lost
+            self._failed(f"{lost} events lost: {len(self._held)} already wait in memory", exc)
+        self.busy += 1
+        self._limited.warning(
+            "busy", "outbox %s is locked by another process (%s); %d events wait in memory and "
+            "are stored when it is free", self.path, exc, len(self._held),
+        )
 
     def pending(self, after_id: int = 0, limit: int = 100) -> list[StoredEvent]:
         """Stored events with id > after_id, oldest first."""
+        self.check_file()
         try:
             rows = self._db.execute(
                 "SELECT id, seq, event_id, topic, payload FROM events WHERE id > ? "
@@ -170,9 +230,60 @@ class Outbox:
 
     def close(self) -> None:
         try:
+            self.check_file()  # unsent events of a deleted file would go with its inode
             self._db.close()
         finally:
+            self._file.close()
             self._lock_file.close()
+
+    # -- the database file's identity (edge.delivery.dbfile) -----------------------------------
+
+    def check_file(self) -> None:
+        """If the database file was deleted or replaced, re-create it with what the open one
+        holds: every unsent event with its id and seq, and the meta rows (seq counter, stream),
+        so nothing is lost and seq goes on. Costs two stat calls."""
+        why = self._file.replaced()
+        if why is None:
+            return
+        try:
+            self._recreate(why)
+        except (OSError, sqlite3.Error, ConfigError) as exc:
+            self.errors += 1
+            self._limited.error(
+                "identity", "outbox %s %s and cannot be re-created (%s); the %d unsent events "
+                "stay in the open (deleted) database and are still sent", self.path, why, exc,
+                self._depth,
+            )
+
+    def _recreate(self, why: str) -> None:
+        aside = _move_foreign_file(self.path) if self.path.exists() else None
+        new_file = DatabaseFile.lock(self.path)  # before the old one closes: ours or nothing
+        try:
+            rows = self._db.execute(
+                "SELECT id, seq, event_id, topic, payload, created FROM events ORDER BY id"
+            ).fetchall()
+            meta = self._db.execute("SELECT key, value FROM meta").fetchall()
+            self._db.close()  # its WAL is checkpointed into the deleted inode and removed
+            self._file.close()
+            self._file = new_file
+            self._db = self._open_db()
+            with self._db:
+                self._db.executemany(
+                    "INSERT INTO events (id, seq, event_id, topic, payload, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", rows,
+                )
+                self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                     meta)
+        except BaseException:
+            if self._file is not new_file:
+                new_file.close()
+            raise
+        self.replaced += 1
+        log.error(
+            "outbox %s %s while the daemon ran: re-created it from the open database with its "
+            "%d unsent events; seq goes on from %d%s", self.path, why, len(rows), self._seq,
+            f" (the file found there was moved to {aside})" if aside else "",
+        )
 
     def _trim(self, total: int) -> tuple[int, int]:
         """Delete the oldest events until the payload bytes fit; returns (count, bytes)."""
@@ -225,7 +336,7 @@ class Outbox:
 
 def _connect(path: Path) -> sqlite3.Connection:
     # `with db:` wraps a batch in one transaction (committed, or rolled back on an error)
-    db = sqlite3.connect(path, check_same_thread=False)
+    db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, check_same_thread=False)
     db.execute("PRAGMA journal_mode = WAL")
     # checkpoint every ~1 MiB and cut the log back to that size, so the WAL beside the capped
     # database stays small (SQLite's default lets it reach 4 MiB and never shrink)
@@ -233,6 +344,19 @@ def _connect(path: Path) -> sqlite3.Connection:
     db.execute(f"PRAGMA wal_autocheckpoint = {max(WAL_LIMIT_BYTES // page_size, 16)}")
     db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
     return db
+
+
+def _move_foreign_file(path: Path) -> Path:
+    """Keep a file someone put in the outbox's place (a restored backup?) beside it."""
+    aside = path.with_name(f"{path.name}.foreign-{time.strftime('%Y%m%dT%H%M%S')}")
+    path.rename(aside)
+    return aside
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (any extended code): another connection holds a lock."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY,
+                                                           sqlite3.SQLITE_LOCKED)
 
 
 def _take_lock(path: Path):

@@ -22,6 +22,7 @@ from edge.errors import ConfigError, ModelError, ModelFault
 from edge.events import DefectRule, EventBuilder
 from edge.framequeue import FrameQueue
 from edge.model import LoadedModel
+from edge.observe.ratelimit import RateLimitedLog
 from edge.sdnotify import Watchdog
 from edge.sources.base import CameraState, Frame, FrameSource
 from edge.stats import Stats
@@ -30,25 +31,6 @@ from edge.tiling import TilingError, tile_frame
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.2
-_FAULT_LOG_INTERVAL_S = 10.0
-
-
-class RateLimitedLog:
-    """Logs a recurring problem at most once per interval per key, with the repeat count."""
-
-    def __init__(self, interval: float = _FAULT_LOG_INTERVAL_S) -> None:
-        self._interval = interval
-        self._last: dict[str, tuple[float, int]] = {}
-
-    def warning(self, key: str, message: str, *args) -> None:
-        now = time.monotonic()
-        last, repeats = self._last.get(key, (-self._interval, 0))
-        if now - last >= self._interval:
-            suffix = f" (and {repeats} more like it)" if repeats else ""
-            log.warning(message + suffix, *args)
-            self._last[key] = (now, 0)
-        else:
-            self._last[key] = (last, repeats + 1)
 
 
 class FrameProcessor:
@@ -139,7 +121,7 @@ class Pipeline:
         self._stop_grabbing = threading.Event()
         self._stop_inference = threading.Event()
         self._busy = False
-        self._faults = RateLimitedLog()
+        self._faults = RateLimitedLog(log)
         self._threads: list[threading.Thread] = []
 
     @property

@@ -112,6 +112,7 @@ def stats_payload(
         "outbox_depth": outbox["depth"],
         "outbox_dropped": outbox["dropped"],
         "outbox_errors": outbox["errors"],
+        "outbox_replaced": outbox["replaced"],
         "camera_state": camera_state,
         "camera_counters": dict(camera_counters),
         "mqtt_state": mqtt_state,

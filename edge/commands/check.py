@@ -147,8 +147,28 @@ def _check_outbox(config):
     existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if existing is None or not os.access(existing, os.W_OK | os.X_OK):
         raise SteelInspectError(f"outbox.path: {folder} is not writable")
-    state = "exists" if path.exists() else "will be created"
-    return f"{path} ({state})", True
+    if not path.exists():
+        return f"{path} (will be created)", True
+    return f"{path} ({_outbox_integrity(path)})", True
+
+
+def _outbox_integrity(path: Path) -> str:
+    """Read-only quick_check (safe beside the running daemon); raises on a damaged file."""
+    import sqlite3  # noqa: PLC0415
+
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+        try:
+            result = [row[0] for row in db.execute("PRAGMA quick_check")]
+            waiting = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        reason = f"outbox.path: {path}: cannot be read as an outbox: {exc}"
+        raise SteelInspectError(reason) from None
+    if result != ["ok"]:
+        raise SteelInspectError(f"outbox.path: {path}: damaged: {'; '.join(result[:3])}")
+    return f"integrity ok, {waiting} unsent events"
 
 
 def _check_broker(config):
