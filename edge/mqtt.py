@@ -20,6 +20,7 @@ import ssl
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
 
@@ -112,6 +113,29 @@ def closed_before_accepting(cause: str) -> str:
     return f"closed before accepting: {cause or 'the broker hung up'}"
 
 
+class ShortLivedConnections:
+    """Accepted connections that end within seconds, again and again: the broker is dropping
+    this client for another with the same client id (MQTT 3.1.1 brokers just close the socket)."""
+
+    SHORT_S = 5.0
+    WINDOW_S = 60.0
+    COUNT = 3
+
+    def __init__(self) -> None:
+        self._ends: deque[float] = deque()
+
+    def add(self, lived_s: float) -> bool:
+        """Record a lost connection that lived `lived_s`; True once the pattern is clear."""
+        now = time.monotonic()
+        if lived_s >= self.SHORT_S:
+            self._ends.clear()
+            return False
+        self._ends.append(now)
+        while self._ends and now - self._ends[0] > self.WINDOW_S:
+            self._ends.popleft()
+        return len(self._ends) >= self.COUNT
+
+
 class MqttClient:
     def __init__(self, config: MqttConfig, site: SiteConfig, birth: dict | None = None) -> None:
         self.config = config
@@ -119,10 +143,13 @@ class MqttClient:
         self.topics = Topics.of(config.topic_prefix, site)
         self._birth = dict(birth or {})
         self._client = new_paho_client(config, config.client_id or default_client_id(site))
+        self._accepted_at = 0.0
         self._client.max_inflight_messages = config.max_inflight + _STATUS_HEADROOM
-        self._client.will_set(
-            self.topics.status, status_payload("offline", site), qos=1, retain=True
-        )
+        self._client_id = config.client_id or default_client_id(site)
+        self._connection = ""
+        self._short_lives = ShortLivedConnections()
+        self._ever_accepted = False
+        self._new_connection()
         configure_client(self._client, config)
         self._client.reconnect_delay_set(config.reconnect.initial, config.reconnect.max)
         self._client.on_connect = self._on_connect
@@ -136,6 +163,18 @@ class MqttClient:
         self._refusals: deque[tuple[int, str]] = deque()
         self._birth_mid: int | None = None
         self._started = False
+
+    def _new_connection(self) -> None:
+        """A fresh connection id and the will for the next CONNECT: birth and will carry both, so
+        a consumer can tell a stale `offline` (an older connection's) from a current one."""
+        self._connection = uuid.uuid4().hex[:12]
+        self._connection_ts = utc_iso(time.time())
+        identity = {"connection": self._connection, "connection_ts": self._connection_ts}
+        self._identity = identity
+        self._client.will_set(
+            self.topics.status, status_payload("offline", self.site, identity), qos=1,
+            retain=True,
+        )
 
     @property
     def address(self) -> str:
@@ -181,7 +220,8 @@ class MqttClient:
             return
         if self.ready.is_set():
             info = self._client.publish(
-                self.topics.status, status_payload("stopped", self.site, self._birth),
+                self.topics.status,
+                status_payload("stopped", self.site, {**self._birth, **self._identity}),
                 qos=1, retain=True,
             )
             try:
@@ -204,11 +244,14 @@ class MqttClient:
             )
             return
         self.state = "connected"
-        log.info("connected to MQTT broker %s", self.address)
-        birth = status_payload("online", self.site, self._birth)
+        self._ever_accepted = True
+        self._accepted_at = time.monotonic()
+        log.info("connected to MQTT broker %s (connection %s)", self.address, self._connection)
+        birth = status_payload("online", self.site, {**self._birth, **self._identity})
         self._birth_mid = client.publish(self.topics.status, birth, qos=1, retain=True).mid
 
     def _on_connect_fail(self, client, userdata) -> None:
+        self._new_connection()
         state = connect_failure()
         if state != self.state:
             log.log(logging.ERROR if state.startswith("TLS") else logging.WARNING,
@@ -217,19 +260,45 @@ class MqttClient:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.ready.clear()
+        if self.state != "stopped":
+            self._new_connection()  # the next CONNECT's will
         if self.state == "connected" or self.state.startswith("events refused"):
-            reason = "connection lost" if reason_code == "Unspecified error" else reason_code
-            log.warning("disconnected from MQTT broker %s: %s", self.address, reason)
-            self.state = f"disconnected: {reason}"
+            self._connection_lost(reason_code)
         elif self.state != "stopped" and not self.state.startswith("refused"):
-            state = closed_before_accepting(self._socket_error.take())
+            self._closed_unaccepted(reason_code)
+
+    def _connection_lost(self, reason_code) -> None:
+        reason = "connection lost" if reason_code == "Unspecified error" else str(reason_code)
+        lived = time.monotonic() - self._accepted_at
+        if reason_code == "Session taken over" or self._short_lives.add(lived):
+            self.state = f"disconnected: another client uses client id {self._client_id}"
+            log.error(
+                "MQTT broker %s: %s (%s; connections end within seconds of being accepted). "
+                "Give each daemon its own mqtt.client_id", self.address, self.state, reason,
+            )
+            return
+        if reason_code == "Keep alive timeout":
+            reason = f"no answer from the broker within keepalive ({self.config.keepalive} s)"
+        log.warning("disconnected from MQTT broker %s: %s", self.address, reason)
+        self.state = f"disconnected: {reason}"
+
+    def _closed_unaccepted(self, reason_code) -> None:
+        cause = self._socket_error.take()
+        if reason_code == "Keep alive timeout":
+            state = ("no CONNACK: the broker took the TCP connection but did not answer within "
+                     f"keepalive ({self.config.keepalive} s); is it hung or overloaded?")
             if state != self.state:
-                log.error(
-                    "MQTT broker %s %s (a broker that demands client certificates needs "
-                    "mqtt.cert_file and mqtt.key_file; see also the broker's log); retrying "
-                    "with backoff", self.address, state,
-                )
+                log.warning("MQTT broker %s: %s; retrying with backoff", self.address, state)
             self.state = state
+            return
+        state = closed_before_accepting(cause)
+        if state != self.state:
+            tls_cause = any(w in cause for w in ("SSL", "TLS", "certificate", "alert"))
+            hint = ("a broker that demands client certificates needs mqtt.cert_file and "
+                    "mqtt.key_file; see also the broker's log" if tls_cause or not
+                    self._ever_accepted else "see the broker's log")
+            log.error("MQTT broker %s %s (%s); retrying with backoff", self.address, state, hint)
+        self.state = state
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         refused = reason_code.is_failure  # only MQTT 5 PUBACKs carry a refusal
