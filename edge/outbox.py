@@ -71,12 +71,13 @@ class Outbox:
         self._lock_file = _take_lock(self.path)
         self._file: DatabaseFile | None = None
         try:
-            self._file = DatabaseFile.lock(self.path)
-            self._db = self._open_db()
-            self._seq = self._read_meta(self._seq_key)
-            self._depth, self._bytes = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM events"
-            ).fetchone()
+            try:
+                self._open()
+            except sqlite3.DatabaseError as exc:
+                if not _is_damaged(exc):
+                    raise
+                self._set_damaged_aside(exc)
+                self._open()
         except (sqlite3.Error, ConfigError) as exc:
             if self._file is not None:
                 self._file.close()
@@ -94,6 +95,37 @@ class Outbox:
         self._last_error_log = 0.0
         if self._depth:
             log.info("outbox %s holds %d unsent events; they go first", self.path, self._depth)
+
+    def _open(self) -> None:
+        self._file = DatabaseFile.lock(self.path)
+        self._db = None
+        try:
+            self._db = self._open_db()
+            self._seq = self._read_meta(self._seq_key)
+            self._depth, self._bytes = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM events"
+            ).fetchone()
+        except BaseException:
+            if self._db is not None:
+                self._db.close()
+            self._file.close()
+            self._file = None
+            raise
+
+    def _set_damaged_aside(self, exc: sqlite3.Error) -> None:
+        """A damaged database (truncated, overwritten) would keep the service down at every
+        start: it is kept beside as evidence and a new one begins, with a new seq counter."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = self.path.with_name(self.path.name + suffix)
+            if source.exists():
+                source.rename(aside.with_name(aside.name + suffix))
+        log.error(
+            "outbox %s is damaged (%s): moved to %s and starting a new outbox; its unsent "
+            "events are lost unless recovered from that file, and seq starts again at 1",
+            self.path, exc, aside,
+        )
 
     def _open_db(self) -> sqlite3.Connection:
         db = _connect(self.path)
@@ -351,6 +383,12 @@ def _move_foreign_file(path: Path) -> Path:
     aside = path.with_name(f"{path.name}.foreign-{time.strftime('%Y%m%dT%H%M%S')}")
     path.rename(aside)
     return aside
+
+
+def _is_damaged(exc: sqlite3.Error) -> bool:
+    """SQLITE_CORRUPT or SQLITE_NOTADB: the file is not (or no longer) a whole database."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_CORRUPT,
+                                                           sqlite3.SQLITE_NOTADB)
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:

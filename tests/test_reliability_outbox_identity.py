@@ -156,3 +156,27 @@ def test_edge_check_runs_an_integrity_check_on_the_outbox(tmp_path, capsys, dama
         assert "FAIL" in rows["outbox"] and f"outbox.path: {path}: " in rows["outbox"]
         assert ("not a database" in rows["outbox"] or "malformed" in rows["outbox"]
                 or "damaged" in rows["outbox"]), rows["outbox"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_outbox_at_start_is_kept_aside_and_a_new_one_begins(tmp_path, caplog, damage):
+    path = tmp_path / "outbox.sqlite"
+    outbox = open_outbox(path)
+    outbox.append(events(300, size=400), TOPIC)
+    outbox.close()
+    if damage == "garbage":
+        path.write_bytes(b"not a database" * 100)
+    else:
+        with open(path, "r+b") as fh:
+            fh.truncate(path.stat().st_size // 2)
+    kept = path.read_bytes()
+    caplog.set_level(logging.ERROR, logger="edge.outbox")
+    outbox = open_outbox(path)  # before: ConfigError, exit 2, and the service stayed down
+    try:
+        batch = events(1)
+        assert outbox.append(batch, TOPIC) == 1 and batch[0]["seq"] == 1
+    finally:
+        outbox.close()
+    (aside,) = tmp_path.glob("outbox.sqlite.damaged-*[0-9]")
+    assert aside.read_bytes() == kept
+    assert "is damaged" in caplog.text and "seq starts again at 1" in caplog.text
