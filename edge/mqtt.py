@@ -124,6 +124,9 @@ class ShortLivedConnections:
     def __init__(self) -> None:
         self._ends: deque[float] = deque()
 
+    def clear(self) -> None:
+        self._ends.clear()
+
     def add(self, lived_s: float) -> bool:
         """Record a lost connection that lived `lived_s`; True once the pattern is clear."""
         now = time.monotonic()
@@ -252,6 +255,7 @@ class MqttClient:
 
     def _on_connect_fail(self, client, userdata) -> None:
         self._new_connection()
+        self._short_lives.clear()  # a broker restarting refuses in between; a twin never does
         state = connect_failure()
         if state != self.state:
             log.log(logging.ERROR if state.startswith("TLS") else logging.WARNING,

@@ -6,7 +6,7 @@ import logging
 import socket
 
 from edge.config import MqttConfig, SiteConfig
-from edge.mqtt import MqttClient
+from edge.mqtt import MqttClient, ShortLivedConnections
 from tests.fixtures.broker import Subscriber, wait_until
 from tests.fixtures.edge_daemon import validate_messages
 
@@ -73,3 +73,12 @@ def test_birth_and_will_carry_the_connection_id_and_time_so_stale_wills_can_be_t
     assert will["state"] == "offline" and will["connection"] == first["connection"]
     assert second["connection"] != will["connection"]
     assert second["connection_ts"] >= will["connection_ts"]  # the will is the older one
+
+
+def test_short_connections_broken_by_refused_attempts_are_a_restarting_broker_not_a_twin():
+    twin, restarts = ShortLivedConnections(), ShortLivedConnections()
+    assert [twin.add(0.1) for _ in range(3)] == [False, False, True]
+    for _ in range(5):  # a broker restart storm: every reconnect is refused at least once
+        assert not restarts.add(0.1)
+        restarts.clear()  # what a failed connection attempt does
+    assert not twin.add(30.0)  # a connection that lived normally ends the pattern
