@@ -89,7 +89,12 @@ class MemorySource(FrameSource):
         self._go.set()
 
     def read(self, timeout: float) -> Frame | None:
-        if not self._go.wait(timeout) or self._state is not CameraState.OK:
+        if not self._go.wait(timeout):
+            return None
+        if self._state is not CameraState.OK:
+            # finished: wait like a real source would instead of returning at once, or the
+            # grabber spins on this call and its CPU was counted as daemon overhead
+            time.sleep(timeout)
             return None
         if self._sent >= self._count:
             self._state = CameraState.FINISHED

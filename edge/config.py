@@ -45,16 +45,48 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, (str, Path)) else value
 
 
-def _check_topic_level(value: str) -> str:
-    if any(ch in value for ch in "/+#\0") or not value.strip():
-        raise ValueError("must be a non-empty MQTT topic level without '/', '+', '#'")
+# MQTT encodes every string (topic, client id, user name, password) with a 2-byte length
+MQTT_STRING_MAX_BYTES = 65535
+MAX_BATCH_LIMIT = 1024
+# the longest topic the daemon publishes is PREFIX/LINE/CAMERA/ + the longest of these
+TOPIC_SUFFIXES = ("status", "defects", "stats", "check")
+# the longest any timer may be: threading and select() reject larger timeouts (OverflowError)
+TIMER_MAX_S = 86400.0
+
+
+def _control_characters(value: str) -> list[str]:
+    """C0/C1 control characters: MQTT forbids U+0000 and brokers drop clients sending others."""
+    return sorted({f"U+{ord(ch):04X}" for ch in value if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0})
+
+
+def _check_mqtt_string(value: str) -> str:
+    bad = _control_characters(value)
+    if bad:
+        raise ValueError(f"must not contain control characters ({', '.join(bad)})")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MQTT_STRING_MAX_BYTES:
+        raise ValueError(f"is {size} bytes in UTF-8; MQTT strings hold at most "
+                         f"{MQTT_STRING_MAX_BYTES}")
     return value
 
 
+def _check_topic_level(value: str) -> str:
+    if any(ch in value for ch in "/+#\0") or not value.strip():
+        raise ValueError("must be a non-empty MQTT topic level without '/', '+', '#'")
+    return _check_mqtt_string(value)
+
+
 def _check_topic_prefix(value: str) -> str:
+    """The prefix without leading/trailing '/' (the value every topic is built from)."""
     if any(ch in value for ch in "+#\0") or not value.strip("/"):
         raise ValueError("must be a non-empty MQTT topic without '+' or '#'")
-    return value.strip("/")
+    value = value.strip("/")
+    if "//" in value:
+        raise ValueError("must not contain an empty topic level ('//')")
+    if value.startswith("$"):
+        raise ValueError("must not start with '$' (brokers reserve $ topics, e.g. $SYS, and "
+                         "drop what clients publish there)")
+    return _check_mqtt_string(value)
 
 
 def _check_topic_filter(value: str) -> str:
@@ -70,6 +102,8 @@ def _check_topic_filter(value: str) -> str:
 
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 TopicLevel = Annotated[str, AfterValidator(_check_topic_level)]
+TopicPrefix = Annotated[str, AfterValidator(_check_topic_prefix)]
+MqttString = Annotated[str, AfterValidator(_check_mqtt_string)]
 
 
 class Section(BaseModel):
@@ -78,8 +112,10 @@ class Section(BaseModel):
 
 
 class Backoff(Section):
-    initial: float = Field(1.0, gt=0, description="first retry delay in seconds")
-    max: float = Field(30.0, gt=0, description="longest retry delay in seconds (doubling up to it)")
+    initial: float = Field(1.0, gt=0, le=3600, description="first retry delay in seconds")
+    max: float = Field(
+        30.0, gt=0, le=3600, description="longest retry delay in seconds (doubling up to it)"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Backoff:
@@ -128,7 +164,7 @@ class GenICamCameraConfig(Section):
         description="AcquisitionFrameRate in frames/s for free run (unset = as the camera has it)",
     )
     fetch_timeout: float = Field(
-        1.0, gt=0, description="seconds to wait for one buffer before checking the camera"
+        1.0, gt=0, le=60, description="seconds to wait for one buffer before checking the camera"
     )
     reconnect: Backoff = Field(
         default_factory=Backoff, description="backoff between attempts to reopen a lost camera"
@@ -145,7 +181,9 @@ class GenICamCameraConfig(Section):
 class ReplayCameraConfig(Section):
     type: Literal["replay"] = Field(description="a folder of images replayed as camera frames")
     path: ConfigPath = Field(description="folder of images (.jpg .png .bmp .tif), sorted by name")
-    rate: float = Field(0, ge=0, description="frames per second; 0 = as fast as possible")
+    rate: float = Field(
+        0, ge=0, le=10000, description="frames per second; 0 = as fast as possible"
+    )
     loop: bool = Field(False, description="start again at the first image after the last one")
     width: int | None = Field(
         None, ge=1, description="expected image width in px (unset = that of the first image)"
@@ -168,23 +206,31 @@ class ModelConfig(Section):
     backend: Literal["onnxruntime", "tensorrt"] = Field(
         "onnxruntime", description="inference backend"
     )
-    max_batch: int = Field(16, ge=1, description="most tiles per inference call")
-    threads: int = Field(0, ge=0, description="CPU threads for onnxruntime; 0 = its default")
+    max_batch: int = Field(
+        16, ge=1, le=MAX_BATCH_LIMIT,
+        description="most tiles per inference call (a 256x256 tile batch of 1024 is 64 MiB)",
+    )
+    threads: int = Field(
+        0, ge=0, le=256, description="CPU threads for onnxruntime; 0 = its default"
+    )
 
 
 class RegionOfInterest(Section):
-    x: int = Field(0, ge=0, description="left edge in frame pixels")
-    y: int = Field(0, ge=0, description="top edge in frame pixels")
-    width: int = Field(ge=1, description="width in pixels (at least one tile)")
-    height: int = Field(ge=1, description="height in pixels (at least one tile)")
+    x: int = Field(0, ge=0, le=65535, description="left edge in frame pixels")
+    y: int = Field(0, ge=0, le=65535, description="top edge in frame pixels")
+    width: int = Field(ge=1, le=65535, description="width in pixels (at least one tile)")
+    height: int = Field(ge=1, le=65535, description="height in pixels (at least one tile)")
 
 
 class TilingConfig(Section):
     stride: int | None = Field(
-        None, ge=1, description="tile step in px; default = the tile size (no overlap)"
+        None, ge=1, le=65535,
+        description="tile step in px, at most the tile size; default = the tile size (no overlap)",
     )
     overlap: int | None = Field(
-        None, ge=0, description="overlap of neighbouring tiles in px (instead of stride)"
+        None, ge=0, le=65535,
+        description="overlap of neighbouring tiles in px, less than the tile size (instead of "
+        "stride)",
     )
     roi: RegionOfInterest | None = Field(
         None, description="only this part of the frame is tiled; default = the whole frame"
@@ -200,6 +246,19 @@ class TilingConfig(Section):
         if self.stride is not None:
             return self.stride
         return tile - (self.overlap or 0)
+
+    def problem_with(self, tile: int) -> str | None:
+        """Why this tiling cannot cut frames into the model's `tile` px tiles (None if it can)."""
+        if self.stride is not None and self.stride > tile:
+            return (f"tiling.stride: {self.stride} is more than the model's {tile} px tile "
+                    "(pixels between tiles would never be inspected)")
+        if self.overlap is not None and self.overlap >= tile:
+            return f"tiling.overlap: {self.overlap} must be less than the model's {tile} px tile"
+        roi = self.roi
+        if roi is not None and (roi.width < tile or roi.height < tile):
+            return (f"tiling.roi: {roi.width}x{roi.height} is smaller than the model's "
+                    f"{tile}x{tile} tile")
+        return None
 
 
 class EventsConfig(Section):
@@ -222,7 +281,9 @@ class MqttConfig(Section):
     )
     cert_file: ConfigPath | None = Field(None, description="client certificate for mutual TLS")
     key_file: ConfigPath | None = Field(None, description="private key of cert_file")
-    username: str | None = Field(None, description="user name for broker authentication")
+    username: MqttString | None = Field(
+        None, description="user name for broker authentication"
+    )
     password_file: ConfigPath | None = Field(
         None, description="file whose first line is the password (never put it in this file)"
     )
@@ -231,11 +292,13 @@ class MqttConfig(Section):
         description="name of a systemd credential holding the password "
         "(read from $CREDENTIALS_DIRECTORY/NAME; see LoadCredential=)",
     )
-    client_id: str | None = Field(
+    client_id: MqttString | None = Field(
         None, description="MQTT client id; default steel-inspect-LINE-CAMERA"
     )
-    topic_prefix: str = Field(
-        "steel-inspect", description="first topic levels: PREFIX/LINE/CAMERA/..."
+    topic_prefix: TopicPrefix = Field(
+        "steel-inspect",
+        description="first topic levels: PREFIX/LINE/CAMERA/...; leading and trailing '/' are "
+        "removed, '$' topics are refused",
     )
     qos: Literal[1, 2] = Field(1, description="QoS of defect events (1 = at least once)")
     protocol: Literal["3.1.1", "5"] = Field(
@@ -245,7 +308,9 @@ class MqttConfig(Section):
         "such an event and drops it unseen. Use 5 where the broker supports it",
     )
     keepalive: int = Field(30, ge=5, le=65535, description="MQTT keepalive in seconds")
-    stats_interval: float = Field(10.0, gt=0, description="seconds between stats messages")
+    stats_interval: float = Field(
+        10.0, gt=0, le=TIMER_MAX_S, description="seconds between stats messages"
+    )
     reconnect: Backoff = Field(
         default_factory=lambda: Backoff(initial=1.0, max=30.0),
         description="backoff between broker connection attempts",
@@ -254,7 +319,9 @@ class MqttConfig(Section):
         20, ge=1, le=1000, description="events sent but not yet acknowledged, at most"
     )
     flush_timeout: float = Field(
-        10.0, ge=0, description="seconds to keep sending the outbox after SIGTERM"
+        10.0, ge=0, le=3600,
+        description="seconds to keep sending the outbox after SIGTERM (keep systemd's "
+        "TimeoutStopSec above it)",
     )
     event_schema: Literal["v1", "v2"] = Field(
         "v2",
@@ -264,7 +331,6 @@ class MqttConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> MqttConfig:
-        _check_topic_prefix(self.topic_prefix)
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("set both cert_file and key_file, or neither")
         if self.password_file is not None and self.password_credential is not None:
@@ -298,10 +364,25 @@ class MqttConfig(Section):
         key = "password_file" if self.password_file is not None else "password_credential"
         _warn_if_others_can_read(path, key)
         try:
-            lines = path.read_text().splitlines()
+            data = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"mqtt.{key}: cannot read {path}: {exc.strerror}") from None
-        return lines[0] if lines else ""
+        return _password_from(data, path, key)
+
+
+def _password_from(data: bytes, path: Path, key: str) -> str:
+    """The first line of a password file; errors never show any of its bytes."""
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"mqtt.{key}: {path} is not UTF-8 text (invalid byte at offset "
+                          f"{exc.start}); save the password as UTF-8") from None
+    password = lines[0] if lines else ""
+    size = len(password.encode())
+    if size > MQTT_STRING_MAX_BYTES:
+        raise ConfigError(f"mqtt.{key}: {path} holds a password of {size} bytes; MQTT allows "
+                          f"at most {MQTT_STRING_MAX_BYTES}")
+    return password
 
 
 def _warn_if_others_can_read(path: Path, key: str) -> None:
@@ -319,7 +400,8 @@ def _warn_if_others_can_read(path: Path, key: str) -> None:
 class OutboxConfig(Section):
     path: ConfigPath = Field(description="SQLite file holding events until the broker acks them")
     max_mb: float = Field(
-        256.0, gt=0, description="payload megabytes kept at most; the oldest are dropped beyond"
+        256.0, gt=0, le=1e6,
+        description="payload megabytes kept at most; the oldest are dropped beyond",
     )
 
 
@@ -409,10 +491,12 @@ class GeometryConfig(Section):
 
 class PipelineConfig(Section):
     frame_queue: int = Field(
-        4, ge=1, description="frames waiting for inference at most; the oldest are dropped"
+        4, ge=1, le=256,
+        description="frames waiting for inference at most; the oldest are dropped",
     )
     event_queue: int = Field(
-        10000, ge=1, description="events waiting to be written to the outbox at most"
+        10000, ge=1, le=1_000_000,
+        description="events waiting to be written to the outbox at most",
     )
 
 
@@ -451,6 +535,27 @@ class EdgeConfig(Section):
         default_factory=LoggingConfig, description="Log verbosity (logs go to stdout/journald)"
     )
 
+    @model_validator(mode="after")
+    def _fits_mqtt_and_camera(self) -> EdgeConfig:
+        base = f"{self.mqtt.topic_prefix}/{self.site.line}/{self.site.camera}/"
+        longest = len(base.encode()) + max(map(len, TOPIC_SUFFIXES))
+        if longest > MQTT_STRING_MAX_BYTES:
+            parts = {"mqtt.topic_prefix": self.mqtt.topic_prefix, "site.line": self.site.line,
+                     "site.camera": self.site.camera}
+            key = max(parts, key=lambda k: len(parts[k].encode()))
+            raise ValueError(
+                f"{key}: makes topics (PREFIX/LINE/CAMERA/defects) of {longest} bytes; "
+                f"MQTT topics hold at most {MQTT_STRING_MAX_BYTES}"
+            )
+        roi, camera = self.tiling.roi, self.camera
+        if roi is not None and camera.width is not None and roi.x + roi.width > camera.width:
+            raise ValueError(f"tiling.roi: x {roi.x} + width {roi.width} is beyond "
+                             f"camera.width {camera.width}")
+        if roi is not None and camera.height is not None and roi.y + roi.height > camera.height:
+            raise ValueError(f"tiling.roi: y {roi.y} + height {roi.height} is beyond "
+                             f"camera.height {camera.height}")
+        return self
+
 
 def load_config(path: Path | str) -> EdgeConfig:
     """Read and validate a configuration file; raises ConfigError with a one-line message."""
@@ -482,6 +587,8 @@ def describe_error(error: dict) -> str:
     kind, message = error["type"], error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
+    if not loc and kind == "value_error":  # a check across sections names its keys itself
+        return message
     if kind == "extra_forbidden":
         return f"{where}: unknown key"
     if kind == "missing":
@@ -494,7 +601,15 @@ def describe_error(error: dict) -> str:
     value = error.get("input")
     if isinstance(value, (dict, list)):
         return f"{where}: {message}"
-    return f"{where}: {message} (got {value!r})"
+    return f"{where}: {message} (got {_shown(value)})"
+
+
+def _shown(value, limit: int = 80) -> str:
+    """repr(value), cut in the middle when long: an error line stays readable."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 2]}...{text[-limit // 4 :]} ({len(str(value))} characters)"
 
 
 def reference_markdown() -> str:

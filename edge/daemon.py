@@ -162,8 +162,9 @@ class Daemon:
 
     def status_line(self) -> str:
         stats = self.stats
+        fault = f"MODEL FAULTS {stats.model_faults}, " if stats.model_faults else ""
         return (
-            f"frames {stats.frames_processed}/{stats.frames_in} "
+            fault + f"frames {stats.frames_processed}/{stats.frames_in} "
             f"(dropped {self.pipeline.frames.dropped if self.pipeline else 0}), "
             f"events {stats.events}, outbox {self.outbox.depth if self.outbox else 0}, "
             f"camera {self.source.state if self.source else '-'}, "

@@ -17,3 +17,10 @@ class ModelError(SteelInspectError):
 
 class DataError(SteelInspectError):
     """A dataset folder, CSV row, mask or image is missing or invalid."""
+
+
+class ModelFault(ModelError):
+    """A runtime returned outputs the model cannot produce (NaN, inf, outside [0, 1], wrong shape).
+
+    The frame it was run on is not inspected: a fault is never read as "no defects".
+    """

@@ -6,6 +6,9 @@ counts them, the data reader turns them into one-line DataErrors naming the file
 
 from __future__ import annotations
 
+import errno
+import stat
+import struct
 from pathlib import Path
 
 import cv2
@@ -19,19 +22,92 @@ _JPEG_END = b"\xff\xd9"
 _JPEG_TAIL = 1024
 
 
+# pixels an image may declare before it is decoded (a line-scan frame of 16384 x 4096 fits);
+# a tiny PNG declaring 20000 x 20000 would otherwise take 400 MB to decode and then be skipped
+MAX_PIXELS = 1 << 26
+
+
 class UnreadableImage(Exception):
     """An image file that cannot be used; the message says why."""
 
 
+class WrongImageSize(UnreadableImage):
+    """The image declares another size than the expected one (found before decoding it)."""
+
+    def __init__(self, size: tuple[int, int], expected: tuple[int, int]) -> None:
+        super().__init__(f"image is {size[0]}x{size[1]}, expected {expected[0]}x{expected[1]}")
+        self.size = size
+
+
 def list_images(folder: Path) -> list[Path]:
     """The image files in `folder` (by suffix, any case), sorted by name."""
-    return sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
+    return scan_images(folder)[0]
 
 
-def read_gray(path: Path) -> np.ndarray:
-    """uint8 HxW grayscale pixels of an image file, or UnreadableImage."""
+def scan_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Image files in `folder`, and the entries named like images that are not files (dangling
+    or looping links, directories, devices) with the reason; both sorted by name."""
+    files, others = [], []
+    for path in folder.iterdir():
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            reason = {errno.ENOENT: "dangling symbolic link",
+                      errno.ELOOP: "symbolic link loop"}.get(exc.errno, exc.strerror)
+            others.append((path, reason or str(exc)))
+            continue
+        if stat.S_ISREG(mode):
+            files.append(path)
+        else:
+            others.append((path, "a directory" if stat.S_ISDIR(mode) else "not a regular file"))
+    return sorted(files), sorted(others)
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, BMP or JPEG header without decoding; None if not found."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:2] == b"BM" and len(data) >= 26:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(width), abs(height)
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    return None
+
+
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    position = 2
+    while position + 9 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in _JPEG_FRAME_MARKERS:
+            height, width = struct.unpack(">HH", data[position + 5 : position + 9])
+            return width, height
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            position += 2
+            continue
+        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+        position += 2 + length
+    return None
+
+
+def read_gray(
+    path: Path, expected: tuple[int, int] | None = None, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """uint8 HxW grayscale pixels of an image file, or UnreadableImage.
+
+    The size a PNG, BMP or JPEG declares is checked before decoding: more than `max_pixels`, or
+    not `expected` (width, height) when given, and the file is refused without decoding it.
+    """
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -40,6 +116,13 @@ def read_gray(path: Path) -> np.ndarray:
         raise UnreadableImage("empty file")  # cv2.imdecode raises on an empty buffer
     if Path(path).suffix.lower() in _JPEG_SUFFIXES and _JPEG_END not in data[-_JPEG_TAIL:]:
         raise UnreadableImage("truncated JPEG (no end-of-image marker)")
+    size = declared_size(data)
+    if size is not None:
+        if size[0] * size[1] > max_pixels:
+            raise UnreadableImage(f"declares {size[0]}x{size[1]} pixels, more than the "
+                                  f"{max_pixels / 1e6:.0f} MP an image may have")
+        if expected is not None and tuple(size) != tuple(expected):
+            raise WrongImageSize(size, expected)
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
     except cv2.error as exc:  # e.g. a damaged header declaring an absurd image size
@@ -47,4 +130,6 @@ def read_gray(path: Path) -> np.ndarray:
         raise UnreadableImage(f"not a decodable image ({reason})") from None
     if image is None:
         raise UnreadableImage("not a decodable image")
+    if expected is not None and (image.shape[1], image.shape[0]) != tuple(expected):
+        raise WrongImageSize((image.shape[1], image.shape[0]), expected)
     return image

@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import EdgeConfig
 from edge.mqtt import Topics, configure_client
+from edge.schemas import encode_payload
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class Monitor:
         acquired = datetime.fromisoformat(event["ts"]).timestamp()
         self.latency_ms.append((time.time() - acquired) * 1e3)
         if self._log:
-            self._log.write(json.dumps(event, separators=(",", ":")) + "\n")
+            self._log.write(encode_payload(event) + "\n")
             self._log.flush()
 
     def _on_coil_report(self, report: dict) -> None:

@@ -17,12 +17,12 @@ may carry a refusal (e.g. "Not authorized" from the broker's ACL): those ids go 
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge.config import MqttConfig, SiteConfig
 from edge.errors import ConfigError
+from edge.schemas import encode_payload
 from edge.stats import utc_iso
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def status_payload(state: str, site: SiteConfig, extra: dict | None = None) -> b
     if state != "offline":  # the will is fixed at connect time, so a timestamp would be stale
         body["ts"] = utc_iso(time.time())
     body.update(extra or {})
-    return json.dumps(body, separators=(",", ":")).encode()
+    return encode_payload(body).encode()
 
 
 def default_client_id(site: SiteConfig) -> str:
@@ -129,6 +130,32 @@ def closed_before_accepting(cause: str) -> str:
     return f"closed before accepting: {cause or 'the broker hung up'}"
 
 
+class ShortLivedConnections:
+    """Accepted connections that end within seconds, again and again: the broker is dropping
+    this client for another with the same client id (MQTT 3.1.1 brokers just close the socket)."""
+
+    SHORT_S = 5.0
+    WINDOW_S = 60.0
+    COUNT = 3
+
+    def __init__(self) -> None:
+        self._ends: deque[float] = deque()
+
+    def clear(self) -> None:
+        self._ends.clear()
+
+    def add(self, lived_s: float) -> bool:
+        """Record a lost connection that lived `lived_s`; True once the pattern is clear."""
+        now = time.monotonic()
+        if lived_s >= self.SHORT_S:
+            self._ends.clear()
+            return False
+        self._ends.append(now)
+        while self._ends and now - self._ends[0] > self.WINDOW_S:
+            self._ends.popleft()
+        return len(self._ends) >= self.COUNT
+
+
 class MqttClient:
     def __init__(
         self, config: MqttConfig, site: SiteConfig, birth: dict | Callable[[], dict] | None = None
@@ -138,10 +165,13 @@ class MqttClient:
         self.topics = Topics.of(config.topic_prefix, site)
         self._birth = birth if callable(birth) else dict(birth or {})
         self._client = new_paho_client(config, config.client_id or default_client_id(site))
+        self._accepted_at = 0.0
         self._client.max_inflight_messages = config.max_inflight + _STATUS_HEADROOM
-        self._client.will_set(
-            self.topics.status, status_payload("offline", site), qos=1, retain=True
-        )
+        self._client_id = config.client_id or default_client_id(site)
+        self._connection = ""
+        self._short_lives = ShortLivedConnections()
+        self._ever_accepted = False
+        self._new_connection()
         configure_client(self._client, config)
         self._client.reconnect_delay_set(config.reconnect.initial, config.reconnect.max)
         self._client.on_connect = self._on_connect
@@ -157,6 +187,18 @@ class MqttClient:
         self._started = False
         self._subscriptions: list[Subscription] = []
         self._sub_mids: dict[int, Subscription] = {}
+
+    def _new_connection(self) -> None:
+        """A fresh connection id and the will for the next CONNECT: birth and will carry both, so
+        a consumer can tell a stale `offline` (an older connection's) from a current one."""
+        self._connection = uuid.uuid4().hex[:12]
+        self._connection_ts = utc_iso(time.time())
+        identity = {"connection": self._connection, "connection_ts": self._connection_ts}
+        self._identity = identity
+        self._client.will_set(
+            self.topics.status, status_payload("offline", self.site, identity), qos=1,
+            retain=True,
+        )
 
     @property
     def address(self) -> str:
@@ -208,7 +250,7 @@ class MqttClient:
     def publish_stats(self, payload: dict) -> bool:
         if not self.ready.is_set():
             return False
-        data = json.dumps(payload, separators=(",", ":"))
+        data = encode_payload(payload)
         return self._client.publish(self.topics.stats, data, qos=0).rc == 0
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -217,7 +259,8 @@ class MqttClient:
             return
         if self.ready.is_set():
             info = self._client.publish(
-                self.topics.status, status_payload("stopped", self.site, self._current_birth()),
+                self.topics.status,
+                status_payload("stopped", self.site, {**self._current_birth(), **self._identity}),
                 qos=1, retain=True,
             )
             try:
@@ -240,8 +283,10 @@ class MqttClient:
             )
             return
         self.state = "connected"
-        log.info("connected to MQTT broker %s", self.address)
-        birth = status_payload("online", self.site, self._current_birth())
+        self._ever_accepted = True
+        self._accepted_at = time.monotonic()
+        log.info("connected to MQTT broker %s (connection %s)", self.address, self._connection)
+        birth = status_payload("online", self.site, {**self._current_birth(), **self._identity})
         self._birth_mid = client.publish(self.topics.status, birth, qos=1, retain=True).mid
         for subscription in self._subscriptions:
             _, mid = client.subscribe(subscription.topic, qos=1)
@@ -261,6 +306,8 @@ class MqttClient:
         subscription.on_subscribed(None if not failed else str(failed[0]))
 
     def _on_connect_fail(self, client, userdata) -> None:
+        self._new_connection()
+        self._short_lives.clear()  # a broker restarting refuses in between; a twin never does
         state = connect_failure()
         if state != self.state:
             log.log(logging.ERROR if state.startswith("TLS") else logging.WARNING,
@@ -271,19 +318,45 @@ class MqttClient:
         self.ready.clear()
         for subscription in self._subscriptions:
             subscription.on_lost("stopped" if self.state == "stopped" else "broker disconnected")
+        if self.state != "stopped":
+            self._new_connection()  # the next CONNECT's will
         if self.state == "connected" or self.state.startswith("events refused"):
-            reason = "connection lost" if reason_code == "Unspecified error" else reason_code
-            log.warning("disconnected from MQTT broker %s: %s", self.address, reason)
-            self.state = f"disconnected: {reason}"
+            self._connection_lost(reason_code)
         elif self.state != "stopped" and not self.state.startswith("refused"):
-            state = closed_before_accepting(self._socket_error.take())
+            self._closed_unaccepted(reason_code)
+
+    def _connection_lost(self, reason_code) -> None:
+        reason = "connection lost" if reason_code == "Unspecified error" else str(reason_code)
+        lived = time.monotonic() - self._accepted_at
+        if reason_code == "Session taken over" or self._short_lives.add(lived):
+            self.state = f"disconnected: another client uses client id {self._client_id}"
+            log.error(
+                "MQTT broker %s: %s (%s; connections end within seconds of being accepted). "
+                "Give each daemon its own mqtt.client_id", self.address, self.state, reason,
+            )
+            return
+        if reason_code == "Keep alive timeout":
+            reason = f"no answer from the broker within keepalive ({self.config.keepalive} s)"
+        log.warning("disconnected from MQTT broker %s: %s", self.address, reason)
+        self.state = f"disconnected: {reason}"
+
+    def _closed_unaccepted(self, reason_code) -> None:
+        cause = self._socket_error.take()
+        if reason_code == "Keep alive timeout":
+            state = ("no CONNACK: the broker took the TCP connection but did not answer within "
+                     f"keepalive ({self.config.keepalive} s); is it hung or overloaded?")
             if state != self.state:
-                log.error(
-                    "MQTT broker %s %s (a broker that demands client certificates needs "
-                    "mqtt.cert_file and mqtt.key_file; see also the broker's log); retrying "
-                    "with backoff", self.address, state,
-                )
+                log.warning("MQTT broker %s: %s; retrying with backoff", self.address, state)
             self.state = state
+            return
+        state = closed_before_accepting(cause)
+        if state != self.state:
+            tls_cause = any(w in cause for w in ("SSL", "TLS", "certificate", "alert"))
+            hint = ("a broker that demands client certificates needs mqtt.cert_file and "
+                    "mqtt.key_file; see also the broker's log" if tls_cause or not
+                    self._ever_accepted else "see the broker's log")
+            log.error("MQTT broker %s %s (%s); retrying with backoff", self.address, state, hint)
+        self.state = state
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         refused = reason_code.is_failure  # only MQTT 5 PUBACKs carry a refusal
@@ -346,7 +419,8 @@ def probe_broker(config: MqttConfig, site: SiteConfig, timeout: float = 5.0) -> 
         if reason_code.is_failure:
             finish(f"refused: {reason_code}")
         elif config.protocol == "5":
-            payload = json.dumps({"schema": "steel-inspect/check/v1", "ts": utc_iso(time.time())})
+            check = {"schema": "steel-inspect/check/v1", "ts": utc_iso(time.time())}
+            payload = encode_payload(check)
             client.publish(check_topic, payload, qos=1)
         else:
             finish("ok")

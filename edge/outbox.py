@@ -13,7 +13,10 @@
   database hits the same "full" path as a full disk: logged and counted, never a crash.
 
 Only one thread may use an Outbox (the publisher); `depth` and `counters` are safe to read from
-any thread. A lock file keeps a second daemon off the same outbox.
+any thread. A lock file and an flock on the database file itself (edge.delivery.dbfile) keep a
+second daemon off the same outbox; a database deleted or replaced under the daemon is re-created
+from the open one (`check_file`); a lock held by another process delays storing (events wait in
+memory), never loses. docs/mqtt.md#delivery-guarantees-store-and-forward has the design.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.delivery.dbfile import DatabaseFile
 from edge.errors import ConfigError
+from edge.observe.ratelimit import RateLimitedLog
+from edge.schemas import encode_payload
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,8 @@ CREATE TABLE IF NOT EXISTS open_coil (id INTEGER PRIMARY KEY CHECK (id = 1), sta
 """
 _HARD_LIMIT_SLACK = 16 << 20
 WAL_LIMIT_BYTES = 1 << 20
+_HOLD_MAX = 10_000  # events held in memory while the database is locked, at most
+_BUSY_TIMEOUT_S = 0.5  # wait this long for a lock, then hold the events and try next turn
 _DELETE_CHUNK = 500  # ids per DELETE statement, well under SQLite's bound-parameter limit
 
 
@@ -64,33 +72,81 @@ class Outbox:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self._seq_prefix = f"seq:{stream}"
+        self._hard_limit = (hard_limit_bytes if hard_limit_bytes
+                            else 2 * self.max_bytes + _HARD_LIMIT_SLACK)
         self._lock_file = _take_lock(self.path)
+        self._file: DatabaseFile | None = None
         try:
-            self._db = _connect(self.path)
-            self._db.executescript(_SCHEMA)
-            limit = hard_limit_bytes if hard_limit_bytes else 2 * self.max_bytes + _HARD_LIMIT_SLACK
-            page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
-            self._db.execute(f"PRAGMA max_page_count = {max(limit // page_size, 16)}")
-            self.stream = self._stream_id()
-            self._seqs = {
-                counter: self._read_meta(self._seq_key(counter)) for counter in ("", "coils")
-            }
-            self.saved_coil = self._read_coil()
-            self._depth, self._bytes = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM events"
-            ).fetchone()
-        except sqlite3.Error as exc:
+            try:
+                self._open()
+            except sqlite3.DatabaseError as exc:
+                if not _is_damaged(exc):
+                    raise
+                self._set_damaged_aside(exc)
+                self._open()
+        except (sqlite3.Error, ConfigError) as exc:
+            if self._file is not None:
+                self._file.close()
             self._lock_file.close()
+            if isinstance(exc, ConfigError):
+                raise
             raise ConfigError(f"outbox.path: {self.path}: cannot open the outbox: {exc}") from None
+        self.replaced = 0  # times the database file was deleted or replaced under the daemon
         self.dropped = 0
         self.errors = 0
+        self.busy = 0  # appends a lock held by another process deferred (nothing lost)
+        self._held: list[tuple[dict, str, str]] = []  # (event, topic, counter)
+        self._held_state: dict | None | bool = False  # a coil state not yet stored
+        self._unstored: dict[str, int] = {}  # seqs of lost events per counter, skipped next
+        self._limited = RateLimitedLog(log)
         self._last_error_log = 0.0
         if self._depth:
             log.info("outbox %s holds %d unsent events; they go first", self.path, self._depth)
 
+    def _open(self) -> None:
+        self._file = DatabaseFile.lock(self.path)
+        self._db = None
+        try:
+            self._db = self._open_db()
+            self.stream = self._stream_id()
+            self._seqs = {c: self._read_meta(self._seq_key(c)) for c in ("", "coils")}
+            self.saved_coil = self._read_coil()
+            self._depth, self._bytes = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM events"
+            ).fetchone()
+        except BaseException:
+            if self._db is not None:
+                self._db.close()
+            self._file.close()
+            self._file = None
+            raise
+
+    def _set_damaged_aside(self, exc: sqlite3.Error) -> None:
+        """A damaged database (truncated, overwritten) would keep the service down at every
+        start: it is kept beside as evidence and a new one begins, with a new seq counter."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = self.path.with_name(self.path.name + suffix)
+            if source.exists():
+                source.rename(aside.with_name(aside.name + suffix))
+        log.error(
+            "outbox %s is damaged (%s): moved to %s and starting a new outbox; its unsent "
+            "events are lost unless recovered from that file, and seq starts again at 1",
+            self.path, exc, aside,
+        )
+
+    def _open_db(self) -> sqlite3.Connection:
+        db = _connect(self.path)
+        db.executescript(_SCHEMA)
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {max(self._hard_limit // page_size, 16)}")
+        return db
+
     @property
     def depth(self) -> int:
-        return self._depth
+        """Unsent events: stored, or held in memory while the database is locked."""
+        return self._depth + len(self._held)
 
     @property
     def last_seq(self) -> int:
@@ -102,53 +158,100 @@ class Outbox:
 
     @property
     def counters(self) -> dict[str, int]:
-        return {"depth": self._depth, "dropped": self.dropped, "errors": self.errors}
+        return {"depth": self.depth, "dropped": self.dropped, "errors": self.errors,
+                "replaced": self.replaced}
 
     def append(self, events: list[dict], topic: str, counter: str = "",
                coil_state: dict | None | bool = False) -> int:
-        """Store events (seq, and stream where the event has that key, are set on each dict) and,
-        in the same transaction, the open coil's state (None clears it; False leaves it);
+        """Store events (seq, and stream where the event has that key, are set on each dict)
+        and, in the same transaction, the open coil's state (None clears it, False leaves it);
         returns how many events were stored. Each `counter` ("" for defect events, "coils" for
-        coil reports) numbers its own payloads."""
-        rows = []
-        seq = self._seqs[counter]
-        for event in events:
-            seq += 1  # advanced even if storing fails, so subscribers see the gap
-            event["seq"] = seq
-            if "stream" in event:
-                event["stream"] = self.stream
-            payload = json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
-            rows.append((seq, event["event_id" if "event_id" in event else "report_id"], topic,
-                         payload, time.time()))
-        self._seqs[counter] = seq
-        if not rows and coil_state is False:
+        coil reports) numbers its own payloads.
+
+        Events a busy database refused (another process holding a lock) are held in memory and
+        stored first on the next call, with the next seqs; only beyond `_HOLD_MAX` held events,
+        or when storing fails otherwise (a full disk), are events lost: counted, logged, and
+        their seqs skipped so subscribers see the gap.
+        """
+        self.check_file()
+        batch = self._held + [(e, topic, counter) for e in events if self._encoded(e) is not None]
+        state = coil_state if coil_state is not False else self._held_state
+        self._held, self._held_state = [], False
+        if not batch and state is False:
             return 0
         try:
-            self._db.execute("PRAGMA synchronous = FULL")
-            with self._db:
-                self._db.executemany(
-                    "INSERT INTO events (seq, event_id, topic, payload, created) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    rows,
-                )
-                if rows:
-                    self._write_meta(self._seq_key(counter), seq)
-                if coil_state is not False:
-                    self._write_coil(coil_state)
-                added = sum(len(r[3]) for r in rows)
-                dropped = self._trim(self._bytes + added)
+            dropped, added = self._store(batch, state)
         except sqlite3.Error as exc:
-            self._failed(f"{len(events)} events lost", exc)
+            if _is_busy(exc):
+                self._hold(batch, state, exc)
+            else:
+                for _, _, lost_counter in batch:
+                    self._unstored[lost_counter] = self._unstored.get(lost_counter, 0) + 1
+                self._failed(f"{len(batch)} events lost", exc)
             return 0
-        self._depth += len(rows) - dropped[0]
+        self._depth += len(batch) - dropped[0]
         self._bytes += added - dropped[1]
         if dropped[0]:
             self.dropped += dropped[0]
-            log.warning(
-                "outbox over %d bytes: dropped the %d oldest unsent events (%d in all)",
+            self._limited.warning(  # once per 10 s: at the cap, every append drops some
+                "full", "outbox over %d bytes: dropped the %d oldest unsent events (%d in all)",
                 self.max_bytes, dropped[0], self.dropped,
             )
-        return len(rows)
+        return len(batch)
+
+    def _store(self, batch: list[tuple[dict, str, str]],
+               coil_state: dict | None | bool) -> tuple[tuple[int, int], int]:
+        """One write transaction; seqs are read from the database under its write lock, so two
+        writers (which the locks should prevent) still could not hand out one seq twice."""
+        db = self._db
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            seqs: dict[str, int] = {}
+            rows = []
+            for event, topic, counter in batch:
+                if counter not in seqs:
+                    seqs[counter] = (self._read_meta(self._seq_key(counter))
+                                     + self._unstored.get(counter, 0))
+                seqs[counter] += 1
+                event["seq"] = seqs[counter]
+                if "stream" in event:
+                    event["stream"] = self.stream
+                rows.append((seqs[counter], event.get("event_id") or event["report_id"], topic,
+                             encode_payload(event).encode(), time.time()))
+            db.executemany(
+                "INSERT INTO events (seq, event_id, topic, payload, created) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            for counter, seq in seqs.items():
+                self._write_meta(self._seq_key(counter), seq)
+            if coil_state is not False:
+                self._write_coil(coil_state)
+            added = sum(len(r[3]) for r in rows)
+            dropped = self._trim(self._bytes + added)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+        for counter, seq in seqs.items():
+            self._seqs[counter] = seq
+            self._unstored.pop(counter, None)
+        return dropped, added
+
+    def _hold(self, batch: list[tuple[dict, str, str]], state: dict | None | bool,
+              exc: sqlite3.Error) -> None:
+        lost = max(len(batch) - _HOLD_MAX, 0)
+        self._held, self._held_state = batch[lost:], state
+        if lost:
+            for _, _, counter in batch[:lost]:
+                self._unstored[counter] = self._unstored.get(counter, 0) + 1
+            self._failed(f"{lost} events lost: {len(self._held)} already wait in memory", exc)
+        self.busy += 1
+        self._limited.warning(
+            "busy", "outbox %s is locked by another process (%s); %d events wait in memory and "
+            "are stored when it is free", self.path, exc, len(self._held),
+        )
 
     def _stream_id(self) -> str:
         """This database's stream UUID, created with it: (stream, seq) never repeats."""
@@ -173,11 +276,12 @@ class Outbox:
             self._db.execute(
                 "INSERT INTO open_coil (id, state) VALUES (1, ?) "
                 "ON CONFLICT(id) DO UPDATE SET state = excluded.state",
-                (json.dumps(state, separators=(",", ":"), allow_nan=False),),
+                (encode_payload(state),),
             )
 
     def pending(self, after_id: int = 0, limit: int = 100) -> list[StoredEvent]:
         """Stored events with id > after_id, oldest first."""
+        self.check_file()
         try:
             rows = self._db.execute(
                 "SELECT id, seq, event_id, topic, payload FROM events WHERE id > ? "
@@ -216,9 +320,62 @@ class Outbox:
 
     def close(self) -> None:
         try:
+            self.check_file()  # unsent events of a deleted file would go with its inode
             self._db.close()
         finally:
+            self._file.close()
             self._lock_file.close()
+
+    # -- the database file's identity (edge.delivery.dbfile) -----------------------------------
+
+    def check_file(self) -> None:
+        """If the database file was deleted or replaced, re-create it with what the open one
+        holds: every unsent event with its id and seq, the meta rows (seq counters, stream) and
+        the open coil's state, so nothing is lost and seq goes on. Costs two stat calls."""
+        why = self._file.replaced()
+        if why is None:
+            return
+        try:
+            self._recreate(why)
+        except (OSError, sqlite3.Error, ConfigError) as exc:
+            self.errors += 1
+            self._limited.error(
+                "identity", "outbox %s %s and cannot be re-created (%s); the %d unsent events "
+                "stay in the open (deleted) database and are still sent", self.path, why, exc,
+                self._depth,
+            )
+
+    def _recreate(self, why: str) -> None:
+        aside = _move_foreign_file(self.path) if self.path.exists() else None
+        new_file = DatabaseFile.lock(self.path)  # before the old one closes: ours or nothing
+        try:
+            rows = self._db.execute(
+                "SELECT id, seq, event_id, topic, payload, created FROM events ORDER BY id"
+            ).fetchall()
+            meta = self._db.execute("SELECT key, value FROM meta").fetchall()
+            coil = self._db.execute("SELECT id, state FROM open_coil").fetchall()
+            self._db.close()  # its WAL is checkpointed into the deleted inode and removed
+            self._file.close()
+            self._file = new_file
+            self._db = self._open_db()
+            with self._db:
+                self._db.executemany(
+                    "INSERT INTO events (id, seq, event_id, topic, payload, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", rows,
+                )
+                self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                     meta)
+                self._db.executemany("INSERT INTO open_coil (id, state) VALUES (?, ?)", coil)
+        except BaseException:
+            if self._file is not new_file:
+                new_file.close()
+            raise
+        self.replaced += 1
+        log.error(
+            "outbox %s %s while the daemon ran: re-created it from the open database with its "
+            "%d unsent events; seq goes on from %d%s", self.path, why, len(rows), self.last_seq,
+            f" (the file found there was moved to {aside})" if aside else "",
+        )
 
     def _trim(self, total: int) -> tuple[int, int]:
         """Delete the oldest events until the payload bytes fit; returns (count, bytes)."""
@@ -252,6 +409,15 @@ class Outbox:
             (key, value),
         )
 
+    def _encoded(self, event: dict) -> bytes | None:
+        """Refuse an event that is not strict JSON (NaN/Infinity) before it takes a seq."""
+        try:
+            return encode_payload(event).encode()
+        except (TypeError, ValueError) as exc:
+            self.errors += 1
+            log.error("event %s not stored: not valid JSON (%s)", event.get("event_id"), exc)
+            return None
+
     def _failed(self, what: str, exc: sqlite3.Error) -> None:
         self.errors += 1
         now = time.monotonic()
@@ -262,7 +428,7 @@ class Outbox:
 
 def _connect(path: Path) -> sqlite3.Connection:
     # `with db:` wraps a batch in one transaction (committed, or rolled back on an error)
-    db = sqlite3.connect(path, check_same_thread=False)
+    db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, check_same_thread=False)
     db.execute("PRAGMA journal_mode = WAL")
     # checkpoint every ~1 MiB and cut the log back to that size, so the WAL beside the capped
     # database stays small (SQLite's default lets it reach 4 MiB and never shrink)
@@ -270,6 +436,25 @@ def _connect(path: Path) -> sqlite3.Connection:
     db.execute(f"PRAGMA wal_autocheckpoint = {max(WAL_LIMIT_BYTES // page_size, 16)}")
     db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
     return db
+
+
+def _move_foreign_file(path: Path) -> Path:
+    """Keep a file someone put in the outbox's place (a restored backup?) beside it."""
+    aside = path.with_name(f"{path.name}.foreign-{time.strftime('%Y%m%dT%H%M%S')}")
+    path.rename(aside)
+    return aside
+
+
+def _is_damaged(exc: sqlite3.Error) -> bool:
+    """SQLITE_CORRUPT or SQLITE_NOTADB: the file is not (or no longer) a whole database."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_CORRUPT,
+                                                           sqlite3.SQLITE_NOTADB)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (any extended code): another connection holds a lock."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY,
+                                                           sqlite3.SQLITE_LOCKED)
 
 
 def _take_lock(path: Path):

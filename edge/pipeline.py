@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge.config import TilingConfig
-from edge.errors import ModelError
+from edge.errors import ConfigError, ModelError, ModelFault
 from edge.events import DefectRule
 from edge.framequeue import FrameQueue
 from edge.model import LoadedModel
-from edge.ratelog import RateLimitedLog
+from edge.observe.ratelimit import RateLimitedLog
 from edge.sdnotify import Watchdog
 from edge.sources.base import CameraState, Frame, FrameSource
 from edge.stats import Stats
@@ -48,6 +48,9 @@ class FrameProcessor:
         if spec.height != spec.width:
             raise ModelError(f"{model.path}: tiles must be square, model takes {spec.width}x"
                              f"{spec.height}")
+        problem = tiling.problem_with(spec.height)
+        if problem:
+            raise ConfigError(f"{problem}; {model.path} takes {spec.width}x{spec.height} tiles")
         self.runtime = model.runtime
         self.rule = rule
         self.tile = spec.height
@@ -134,7 +137,7 @@ class Pipeline:
         self._stop_grabbing = threading.Event()
         self._stop_inference = threading.Event()
         self._busy = False
-        self._faults = RateLimitedLog(logger=log)
+        self._faults = RateLimitedLog(log)
         self._threads: list[threading.Thread] = []
 
     @property
@@ -215,6 +218,11 @@ class Pipeline:
             probabilities, boxes, inference_s = self.processor.infer(frame.image)
         except TilingError as exc:
             self._failed(frame, "tiling", "frame %s skipped: %s", exc)
+            return
+        except ModelFault as exc:  # the frame was not inspected: never "no defects"
+            self.stats.model_faults += 1
+            self._failed(frame, "model-fault", "MODEL FAULT on frame %s, frame not inspected: %s",
+                         exc)
             return
         except Exception as exc:  # e.g. a runtime error on one batch; the next may work
             self._failed(frame, "inference", "inference failed on frame %s: %s", exc)

@@ -22,6 +22,7 @@ class Stats:
         self.frames_in = 0
         self.frames_processed = 0
         self.frames_failed = 0
+        self.model_faults = 0  # frames whose model outputs were invalid (also in frames_failed)
         self.events = 0
         self.defects_by_class: Counter[str] = Counter()
         self.frames_by_class: Counter[str] = Counter()
@@ -100,6 +101,7 @@ def stats_payload(
         "frames_processed": stats.frames_processed,
         "frames_dropped": frames_dropped,
         "frames_failed": stats.frames_failed,
+        "model_faults": stats.model_faults,
         "fps": round(stats.fps_since_last_call(), 3),
         "inference_ms": percentiles(stats.inference_ms),
         "overhead_ms": percentiles(stats.overhead_ms),
@@ -110,6 +112,7 @@ def stats_payload(
         "outbox_depth": outbox["depth"],
         "outbox_dropped": outbox["dropped"],
         "outbox_errors": outbox["errors"],
+        "outbox_replaced": outbox["replaced"],
         "camera_state": camera_state,
         "camera_counters": dict(camera_counters),
         "mqtt_state": mqtt_state,

@@ -162,9 +162,9 @@ def test_kill9_restart_replays_the_outbox_continues_seq_and_the_will_says_offlin
     assert [e["seq"] for e in events] == list(range(1, 13))
     assert [e["event_id"] for e in events[:8]] == [event_id for _, event_id in stored]
     assert {e["frame_id"] for e in events[8:]} == {f"{i}.png" for i in range(4)}
-    will = subscriber.messages("/status")[-1]
-    assert will.json() == {"schema": "steel-inspect/status/v1", "state": "offline",
-                           "line": "L1", "camera": "cam1"}
+    will = subscriber.messages("/status")[-1].json()
+    assert set(will) == {"schema", "state", "line", "camera", "connection", "connection_ts"}
+    assert will["state"] == "offline" and (will["line"], will["camera"]) == ("L1", "cam1")
 
 
 def test_check_passes_when_everything_is_there_and_never_prints_the_password(
@@ -178,8 +178,9 @@ def test_check_passes_when_everything_is_there_and_never_prints_the_password(
     assert main(["check", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[1] for line in out.splitlines()}
-    assert rows == {"config": "OK", "model": "OK", "camera": "OK", "outbox": "OK", "broker": "OK",
-                    "tracking": "OK"}
+    assert rows == {"config": "OK", "model": "OK", "camera": "OK", "inference": "OK",
+                    "outbox": "OK", "broker": "OK", "tracking": "OK"}
+    assert "camera frame: no defects, outputs valid" in out
     assert "a.png 512x256" in out and "mean-model test-1" in out
     assert "hunter2" not in out and "password from" in out
 
@@ -201,7 +202,7 @@ def test_check_reports_each_failure_with_its_reason(tmp_path, make_broker, mean_
     assert main(["check", "--config", str(config)]) == 1
     out = capsys.readouterr().out
     assert "mqtt.port: Input should be less than or equal to 65535 (got 70000)" in out
-    assert out.count("SKIP") == 5
+    assert out.count("SKIP") == 6
 
 
 def test_config_errors_are_one_line_on_the_command_line(tmp_path, capsys):

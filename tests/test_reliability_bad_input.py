@@ -14,6 +14,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,6 +30,7 @@ from edge.cli import main as edge_main
 from edge.config import EdgeConfig, load_config, parse_config
 from edge.errors import ConfigError, ModelError
 from edge.model import file_sha256, load_model
+from edge.mqtt import Topics
 from edge.sources.replay import UnreadableImage, read_gray
 from tests.fixtures.broker import Subscriber
 from tests.fixtures.edge_daemon import (
@@ -112,12 +114,25 @@ BASE = daemon_sections(Path("/srv"), SimpleNamespace(host="127.0.0.1", port=1883
                        Path("/opt/model.onnx"), Path("/srv/frames"))
 SECTION_KEYS = [(section, key) for section, keys in BASE.items() for key in keys]
 KEY = st.from_regex(r"[a-z][a-z_]{0,11}", fullmatch=True)
+# values that pass naive checks and then fail: MQTT's reserved $ topics, empty levels, control
+# characters (brokers hang up), strings past MQTT's 65535 bytes, timers and sizes past the OS
+EDGE_CASES = st.sampled_from([
+    "$SYS", "/$share/a", "/plant/steel/", "a//b", "L\x071", "cam\x85", "x" * 65536, "é" * 32768,
+    1e300, 10**9, 10**12, 65536, 0, 1, 255, 256, 257, 4096,
+    {"x": 1500, "width": 256, "height": 256}, {"width": 100, "height": 100},
+])
 SCALAR = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=16),
+    st.text(alphabet=st.characters(max_codepoint=0x9F), max_size=6),
+    EDGE_CASES,
 )
+# keys of the optional sections, which BASE leaves out
+OPTIONAL_KEYS = [("tiling", k) for k in ("stride", "overlap", "roi")] + [
+    ("pipeline", k) for k in ("frame_queue", "event_queue")] + [
+    ("mqtt", k) for k in ("client_id", "username")] + [("camera", k) for k in ("width", "height")]
 VALUE = st.one_of(
     SCALAR,
     st.lists(SCALAR, max_size=3),
@@ -126,6 +141,7 @@ VALUE = st.one_of(
 MUTATION = st.one_of(
     st.tuples(st.just("set"), st.sampled_from(SECTION_KEYS), VALUE),
     st.tuples(st.just("add"), st.tuples(st.sampled_from(list(BASE)), KEY), VALUE),
+    st.tuples(st.just("add"), st.sampled_from(OPTIONAL_KEYS), VALUE),
     st.tuples(st.just("delete"), st.sampled_from(SECTION_KEYS), st.none()),
     st.tuples(st.just("section"), st.tuples(st.sampled_from([*BASE, "extra"]), st.none()), VALUE),
 )
@@ -139,6 +155,8 @@ def mutated_toml(mutations) -> tuple[str, set[str]]:
         touched.add(section)
         if kind == "section":
             sections[section] = value
+        elif kind == "add" and section not in sections:
+            sections[section] = {key: value}
         elif not isinstance(sections.get(section), dict):
             continue
         elif kind == "delete":
@@ -165,6 +183,7 @@ def assert_one_line_error_or_valid(path: Path, touched: set[str] | None) -> None
         event("invalid TOML" if where.startswith("invalid TOML") else "invalid")
     else:
         assert isinstance(config, EdgeConfig)
+        assert_usable(config)
         valid = True
         event("valid")
     out, err = io.StringIO(), io.StringIO()
@@ -174,6 +193,25 @@ def assert_one_line_error_or_valid(path: Path, touched: set[str] | None) -> None
     lines = out.getvalue().splitlines()
     assert code == (0 if valid else 1) and len(lines) == 1, out.getvalue()
     assert lines[0].startswith("config  OK" if valid else "config  FAIL")
+
+
+def assert_usable(config: EdgeConfig) -> None:
+    """What a valid config promises: MQTT, the OS timers and memory can take every value."""
+    mqtt = config.mqtt
+    topics = Topics.of(mqtt.topic_prefix, config.site)
+    for text in (topics.defects, topics.status, topics.stats, topics.base + "/check",
+                 mqtt.client_id or "", mqtt.username or ""):
+        assert len(text.encode()) <= 65535, len(text.encode())
+        assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text), repr(text[:80])
+    assert not topics.base.startswith(("$", "/")) and "//" not in topics.base, topics.base
+    for seconds in (mqtt.flush_timeout, mqtt.stats_interval, mqtt.reconnect.max):
+        assert seconds <= threading.TIMEOUT_MAX and seconds <= 86400, seconds
+    tile_bytes = 256 * 256
+    assert config.model.max_batch * tile_bytes <= 2**30  # one batch of tiles, at most 1 GiB
+    assert config.pipeline.frame_queue * 1600 * 256 * 3 <= 2**30  # the queued colour frames
+    tiling, camera = config.tiling, config.camera
+    if tiling.roi is not None and camera.width is not None:
+        assert tiling.roi.x + tiling.roi.width <= camera.width
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +231,15 @@ def fuzz_file(fuzz_dir) -> Path:
 @example(mutations=[("set", ("mqtt", "reconnect"), {"initial": float("nan")})])
 @example(mutations=[("set", ("camera", "rate"), float("inf"))])
 @example(mutations=[("add", ("mqtt", "password"), "hunter2")])
+@example(mutations=[("set", ("mqtt", "topic_prefix"), "$SYS")])
+@example(mutations=[("set", ("mqtt", "topic_prefix"), "/plant/steel/")])
+@example(mutations=[("set", ("site", "line"), "L\x071")])
+@example(mutations=[("add", ("mqtt", "client_id"), "x" * 65536)])
+@example(mutations=[("set", ("mqtt", "flush_timeout"), 1e300)])
+@example(mutations=[("set", ("model", "max_batch"), 10**9)])
+@example(mutations=[("add", ("pipeline", "frame_queue"), 10**9)])
+@example(mutations=[("add", ("camera", "width"), 1600),
+                    ("add", ("tiling", "roi"), {"x": 1500, "width": 256, "height": 256})])
 def test_fuzzed_config_is_valid_or_a_one_line_error(fuzz_file, mutations):
     text, touched = mutated_toml(mutations)
     fuzz_file.write_text(text)
@@ -238,7 +285,7 @@ def test_bad_config_end_to_end_is_one_line_without_traceback(
     else:
         rows = done.stdout.splitlines()
         assert rows[0].split()[:2] == ["config", "FAIL"] and message in rows[0], output
-        assert all(row.split()[1] == "SKIP" for row in rows[1:]) and len(rows) == 6
+        assert all(row.split()[1] == "SKIP" for row in rows[1:]) and len(rows) == 7
 
 
 # -- models -------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """`edge check --config FILE`: is this line PC ready to run the daemon?
 
-Checks, in order: the configuration, the model (loaded and warmed up), the camera (opened, one
-frame grabbed), the outbox folder and the broker (one connection, without will or birth, so a
-running daemon is not disturbed). Prints a table of OK/FAIL with the reason; exits 0 only if all
-pass. The password is never printed, only where it comes from.
+Checks, in order: the configuration, the model (loaded, warmed up, one batch inferred), the
+camera (opened, one frame grabbed), inference (that frame through the daemon's own tiling and
+runtime with outputs checked: a model returning NaN or values outside [0, 1] fails here), the
+outbox folder and the broker (one connection, without will or birth, so a running daemon is not
+disturbed). Prints a table of OK/FAIL with the reason; exits 0 only if all pass. The password is
+never printed, only where it comes from.
 """
 
 from __future__ import annotations
@@ -34,20 +36,29 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     results: list[tuple[str, bool | None, str]] = []
     config = _record(results, "config", lambda: _check_config(args.config))
+    if getattr(args, "config_only", False):
+        print_table(results, file=sys.stdout)
+        return 0 if all(ok for _, ok, _ in results) else 1
+    found: dict[str, object] = {}
     checks: list[tuple[str, Callable]] = [
         ("model", _check_model),
         ("camera", _check_camera),
+        ("inference", lambda config: _check_inference(config, found["model"], found["camera"])),
         ("outbox", _check_outbox),
         ("broker", _check_broker),
         ("tracking", _check_tracking),
     ]
-    if getattr(args, "config_only", False):
-        checks = []
-    for name, check in checks:
-        if config is None:
-            results.append((name, None, "skipped: the configuration is invalid"))
-        else:
-            _record(results, name, lambda check=check: check(config))
+    try:
+        for name, check in checks:
+            if config is None:
+                results.append((name, None, "skipped: the configuration is invalid"))
+            elif name == "inference" and (found["model"] is None or found["camera"] is None):
+                results.append((name, None, "skipped: needs a loaded model and a camera frame"))
+            else:
+                found[name] = _record(results, name, lambda check=check: check(config))
+    finally:
+        if found.get("model") is not None:
+            found["model"].close()
     print_table(results, file=sys.stdout)
     return 0 if all(ok for _, ok, _ in results) else 1
 
@@ -74,23 +85,44 @@ def _check_config(path):
 
 
 def _check_model(config):
+    """Load and warm up (black tiles), then infer grey and noise tiles: outputs are checked."""
+    import numpy as np  # noqa: PLC0415
+
     from edge.events import DefectRule  # noqa: PLC0415
     from edge.model import load_model  # noqa: PLC0415
+    from edge.pipeline import FrameProcessor  # noqa: PLC0415
 
     m = config.model
     model = load_model(m.path, m.backend, max_batch=m.max_batch, threads=m.threads)
     try:
         rule = DefectRule(model.card, config.events)
-        card = model.card
+        FrameProcessor(model, rule, config.tiling)  # tiling that cannot cut this model's tiles
         spec = model.runtime.input_spec
-        thresholds = ", ".join(
-            f"{n} {t:.2f}" for n, t in zip(rule.class_names, rule.thresholds, strict=True)
-        )
-        detail = (f"{card.name} {card.version} ({m.backend}, {spec.width}x{spec.height} tiles, "
-                  f"batch {spec.max_batch}; thresholds {thresholds})")
-    finally:
+        tiles = np.random.default_rng(0).integers(0, 256, (2, *spec.tile_shape), dtype=np.uint8)
+        tiles[0] = 128
+        model.runtime.infer_all(tiles)
+    except BaseException:
         model.close()
-    return detail, True
+        raise
+    card = model.card
+    thresholds = ", ".join(
+        f"{n} {t:.2f}" for n, t in zip(rule.class_names, rule.thresholds, strict=True)
+    )
+    detail = (f"{card.name} {card.version} ({m.backend}, {spec.width}x{spec.height} tiles, "
+              f"batch {spec.max_batch}; thresholds {thresholds})")
+    return detail, model
+
+
+def _check_inference(config, model, image):
+    """The camera's frame through the daemon's own FrameProcessor: tiling, runtime, checks."""
+    from edge.events import DefectRule  # noqa: PLC0415
+    from edge.pipeline import FrameProcessor  # noqa: PLC0415
+
+    processor = FrameProcessor(model, DefectRule(model.card, config.events), config.tiling)
+    defects, seconds = processor.process(image)
+    classes = sorted({d["class_name"] for d in defects})
+    found = f"{len(defects)} defect tiles ({', '.join(classes)})" if defects else "no defects"
+    return f"camera frame: {found}, outputs valid, {seconds * 1e3:.1f} ms in the runtime", True
 
 
 def _check_camera(config):
@@ -103,7 +135,8 @@ def _check_camera(config):
             frame = source.read(0.5)
             if frame is not None:
                 height, width = frame.image.shape[:2]
-                return f"{config.camera.type}: frame {frame.frame_id} {width}x{height}", True
+                detail = f"{config.camera.type}: frame {frame.frame_id} {width}x{height}"
+                return detail, frame.image
         raise SteelInspectError(
             f"{config.camera.type}: no frame within {_CAMERA_TIMEOUT_S:g} s (state {source.state})"
         )
@@ -115,8 +148,28 @@ def _check_outbox(config):
     existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if existing is None or not os.access(existing, os.W_OK | os.X_OK):
         raise SteelInspectError(f"outbox.path: {folder} is not writable")
-    state = "exists" if path.exists() else "will be created"
-    return f"{path} ({state})", True
+    if not path.exists():
+        return f"{path} (will be created)", True
+    return f"{path} ({_outbox_integrity(path)})", True
+
+
+def _outbox_integrity(path: Path) -> str:
+    """Read-only quick_check (safe beside the running daemon); raises on a damaged file."""
+    import sqlite3  # noqa: PLC0415
+
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+        try:
+            result = [row[0] for row in db.execute("PRAGMA quick_check")]
+            waiting = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        reason = f"outbox.path: {path}: cannot be read as an outbox: {exc}"
+        raise SteelInspectError(reason) from None
+    if result != ["ok"]:
+        raise SteelInspectError(f"outbox.path: {path}: damaged: {'; '.join(result[:3])}")
+    return f"integrity ok, {waiting} unsent events"
 
 
 def _check_broker(config):

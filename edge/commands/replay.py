@@ -37,7 +37,10 @@ def run(args) -> int:
     if not args.images.is_dir():
         raise ConfigError(f"--images: {args.images}: folder not found")
     rate = config.camera.rate if isinstance(config.camera, ReplayCameraConfig) else 0
-    camera = ReplayCameraConfig(type="replay", path=args.images.resolve(), rate=rate, loop=False)
+    # the configured frame size (replay's width/height, or a GenICam sensor ROI) is what the
+    # line's frames are; without it the first image decides
+    camera = ReplayCameraConfig(type="replay", path=args.images.resolve(), rate=rate, loop=False,
+                                width=config.camera.width, height=config.camera.height)
     config = config.model_copy(update={"camera": camera})
     log_to_stdout("DEBUG" if args.verbose else config.logging.level)
     stop = install_stop_handlers()
@@ -45,7 +48,18 @@ def run(args) -> int:
     clock = _ReplayClock(daemon, args.timeout)
     run_daemon(daemon, stop, until=clock.done, tick=0.1)
     print_summary(daemon, clock, file=sys.stdout)
-    return 0 if daemon.outbox.depth == 0 and clock.frames_done_at else 1
+    return 0 if daemon.outbox.depth == 0 and clock.frames_done_at and _sizes_ok(daemon) else 1
+
+
+def _sizes_ok(daemon) -> bool:
+    """False when more images were skipped for their size than processed: the expected size
+    (the first image's, without camera.width/height) is probably wrong."""
+    skipped = daemon.source.counters.get("skipped_size", 0) if daemon.source else 0
+    if skipped > daemon.stats.frames_processed:
+        log.error("%d images skipped for their size, %d processed: set camera.width and "
+                  "camera.height to the line's frame size", skipped, daemon.stats.frames_processed)
+        return False
+    return True
 
 
 class _ReplayClock:
@@ -82,7 +96,7 @@ def print_summary(daemon, clock: _ReplayClock, file) -> None:
     objects = "tiles" if daemon.config.mqtt.event_schema == "v1" else "defects"
     lines = [
         f"frames:     {stats.frames_processed} processed, {stats.frames_failed} failed, "
-        f"{counters.get('skipped_unreadable', 0) + counters.get('skipped_size', 0)} files skipped",
+        f"{sum(v for k, v in counters.items() if k.startswith('skipped_'))} files skipped",
         f"events:     {stats.events} ({acked} acknowledged, "
         f"{daemon.outbox.depth if daemon.outbox else 0} left in the outbox)",
         f"coils:      {publisher.reports_acked if publisher else 0} reports acknowledged",

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ModelError
+from edge.runtime.outputs import checked_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Runtime(ABC):
     """A loaded model. Use as a context manager or call `close()`: GPU memory is freed there."""
 
     backend: str = ""
+    path: Path | None = None  # the model file, for messages
 
     @property
     @abstractmethod
@@ -63,12 +65,19 @@ class Runtime(ABC):
     def close(self) -> None: ...
 
     def infer_all(self, tiles: np.ndarray) -> np.ndarray:
-        """Run any number of tiles in chunks of at most max_batch."""
+        """Run any number of tiles in chunks of at most max_batch; outputs are checked.
+
+        Raises ModelFault when a chunk's outputs are not finite probabilities
+        (edge.runtime.outputs): every caller (daemon, gate, edge check) gets checked outputs.
+        """
         step = self.input_spec.max_batch
-        outputs = [self.infer(tiles[i : i + step]) for i in range(0, len(tiles), step)]
+        outputs = [self.checked_infer(tiles[i : i + step]) for i in range(0, len(tiles), step)]
         if not outputs:
             return np.zeros((0, self.num_outputs), dtype=np.float32)
         return np.concatenate(outputs)
+
+    def checked_infer(self, batch: np.ndarray) -> np.ndarray:
+        return checked_probabilities(self.infer(batch), len(batch), self.num_outputs)
 
     def check_batch(self, batch: np.ndarray) -> np.ndarray:
         spec = self.input_spec
@@ -86,14 +95,26 @@ class Runtime(ABC):
         return batch
 
     def warm_up(self) -> None:
+        """One full batch of black tiles: a model that cannot run it fails here, in one line."""
         spec = self.input_spec
-        self.infer(np.zeros((spec.max_batch, *spec.tile_shape), dtype=np.uint8))
+        try:
+            self.checked_infer(np.zeros((spec.max_batch, *spec.tile_shape), dtype=np.uint8))
+        except Exception as exc:  # backends raise their own types (ORT's Fail, CUDA errors)
+            self.close()
+            reason = one_line(str(exc)) or type(exc).__name__
+            raise ModelError(f"{self.path}: {self.backend} warm-up failed: {reason}") from None
 
     def __enter__(self) -> Runtime:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """A backend's (often multi-line) message as one bounded line."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def available_backends() -> list[str]:

@@ -25,7 +25,8 @@ class OnnxRuntime(Runtime):
             raise ModelError(
                 f"onnxruntime is not installed ({exc}); install the 'edge' extra"
             ) from None
-        if not Path(path).is_file():
+        self.path = Path(path)
+        if not self.path.is_file():
             raise ModelError(f"{path}: ONNX model not found")
         options = ort.SessionOptions()
         if threads:

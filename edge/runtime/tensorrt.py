@@ -39,6 +39,7 @@ class TensorRTRuntime(Runtime):
         device: int = 0,
     ) -> None:
         trt, cuda = _import_tensorrt()
+        self.path = Path(path)
         self._trt, self._cuda = trt, cuda
         self._context = self._engine = self._execution = self._runtime = None
         self._buffers: list = []

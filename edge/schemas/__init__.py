@@ -17,3 +17,11 @@ SCHEMA_FILES = {
 def load_schema(topic: str) -> dict:
     """The schema of a topic's payload: 'defects' (v2), 'defects-v1', 'coils', 'stats', 'status'."""
     return json.loads(resources.files(__name__).joinpath(SCHEMA_FILES[topic]).read_text())
+
+
+def encode_payload(body: dict) -> str:
+    """Compact, strict JSON for every payload and outbox row: NaN or Infinity raise ValueError.
+
+    Python's json writes `NaN`/`Infinity` by default, which is not JSON and breaks consumers.
+    """
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)

@@ -14,7 +14,7 @@ import numpy as np
 
 from edge.config import ReplayCameraConfig
 from edge.errors import ConfigError
-from edge.imageio import UnreadableImage, list_images, read_gray
+from edge.imageio import UnreadableImage, WrongImageSize, read_gray, scan_images
 from edge.sources.base import CameraState, Frame, FrameSource
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ class ReplaySource(FrameSource):
         self._state = CameraState.CONNECTING
         self._started = 0.0
         self._emitted = 0
-        self._counters = {"frames": 0, "skipped_unreadable": 0, "skipped_size": 0, "passes": 0}
+        self._counters = {"frames": 0, "skipped_unreadable": 0, "skipped_size": 0,
+                          "skipped_not_file": 0, "passes": 0}
 
     @property
     def state(self) -> CameraState:
@@ -47,7 +48,13 @@ class ReplaySource(FrameSource):
         folder = self._config.path
         if not folder.is_dir():
             raise ConfigError(f"camera.path: {folder}: folder not found")
-        self._files = list_images(folder)
+        self._files, others = scan_images(folder)
+        self._counters["skipped_not_file"] = len(others)
+        for path, reason in others[:10]:
+            log.warning("replay: skipping %s: %s", path, reason)
+        if len(others) > 10:
+            log.warning("replay: skipping %d more entries that are not image files",
+                        len(others) - 10)
         self._position, self._pass, self._pass_frames, self._emitted = 0, 0, 0, 0
         self._started = time.monotonic()
         if not self._files:
@@ -104,21 +111,17 @@ class ReplaySource(FrameSource):
 
     def _load(self, path: Path) -> np.ndarray | None:
         try:
-            image = read_gray(path)
+            image = read_gray(path, expected=self._size)
+        except WrongImageSize as exc:
+            self._counters["skipped_size"] += 1
+            log.warning("replay: skipping %s: %s", path, exc)
+            return None
         except UnreadableImage as exc:
             self._counters["skipped_unreadable"] += 1
             log.warning("replay: skipping %s: %s", path, exc)
             return None
-        size = (image.shape[1], image.shape[0])
         if self._size is None:
-            self._size = size
-        elif size != self._size:
-            self._counters["skipped_size"] += 1
-            log.warning(
-                "replay: skipping %s: image is %dx%d, expected %dx%d",
-                path, size[0], size[1], self._size[0], self._size[1],
-            )
-            return None
+            self._size = (image.shape[1], image.shape[0])
         return image
 
     def _frame(self, path: Path, image: np.ndarray) -> Frame:

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from edge.ratelog import RateLimitedLog
+from edge.observe.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Tracker:
         self.last_coil_id: str | None = None
         self._changes: list[CoilChange] = []
         self._lock = threading.Lock()
-        self._faults = RateLimitedLog(logger=log)
+        self._faults = RateLimitedLog(log)
 
     @property
     def counters(self) -> dict[str, int]:

@@ -1,0 +1,1 @@
+"""Delivery: outbox -> publisher -> MQTT (new files here; the existing ones move later)."""

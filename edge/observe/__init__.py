@@ -1,0 +1,1 @@
+"""Observing the daemon: rate-limited logs (stats, metrics and sd_notify are to move here)."""

@@ -1,0 +1,182 @@
+"""The outbox's identity: its own lock, a deleted or replaced file, seq under the write lock,
+an external lock, the rate-limited full warning, `edge check`'s integrity check (real SQLite
+files, real second connections)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from edge.commands.check import run as check_run
+from edge.errors import ConfigError
+from edge.outbox import Outbox
+from tests.fixtures.edge_daemon import daemon_sections, write_config
+from tests.test_edge_outbox import TOPIC, events
+
+
+def open_outbox(path, **options) -> Outbox:
+    return Outbox(path, max_bytes=options.pop("max_bytes", 10**7), stream="L1/cam1", **options)
+
+
+def test_deleting_the_lock_file_does_not_let_a_second_daemon_in(tmp_path):
+    path = tmp_path / "outbox.sqlite"
+    first = open_outbox(path)
+    try:
+        os.unlink(path.with_name(path.name + ".lock"))
+        with pytest.raises(ConfigError, match="outbox.path: .* is in use by another edge process"):
+            open_outbox(path)
+    finally:
+        first.close()
+
+
+@pytest.mark.parametrize("how", ["delete", "replace"])
+def test_a_deleted_or_replaced_database_is_recreated_without_losing_events(tmp_path, caplog, how):
+    path = tmp_path / "outbox.sqlite"
+    outbox = open_outbox(path)
+    first = events(61)
+    assert outbox.append(first, TOPIC) == 61
+    outbox.remove([s.id for s in outbox.pending(limit=10)])  # 51 left
+    ids_before = [s.id for s in outbox.pending(limit=100)]
+    for suffix in ("", "-wal", "-shm", ".lock"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    if how == "replace":
+        sqlite3.connect(path).execute("CREATE TABLE other (x)").connection.close()
+    caplog.set_level(logging.ERROR, logger="edge.outbox")
+    more = events(3)
+    assert outbox.append(more, TOPIC) == 3
+    assert [e["seq"] for e in more] == [62, 63, 64]
+    assert outbox.replaced == 1 and outbox.counters["replaced"] == 1
+    assert [s.id for s in outbox.pending(limit=100)][:51] == ids_before  # the publisher's ids
+    assert "re-created it from the open database with its 51 unsent events" in caplog.text
+    outbox.close()
+    reopened = open_outbox(path)
+    try:
+        assert [s.seq for s in reopened.pending(limit=100)] == list(range(11, 65))
+        assert reopened.last_seq == 64
+    finally:
+        reopened.close()
+    if how == "replace":
+        assert len(list(tmp_path.glob("outbox.sqlite.foreign-*"))) == 1
+
+
+def test_a_file_deleted_after_the_last_event_is_saved_at_close(tmp_path):
+    path = tmp_path / "outbox.sqlite"
+    outbox = open_outbox(path)
+    outbox.append(events(5), TOPIC)
+    path.unlink()
+    outbox.close()
+    reopened = open_outbox(path)
+    assert [s.seq for s in reopened.pending()] == [1, 2, 3, 4, 5]
+    reopened.close()
+
+
+def test_seq_is_read_from_the_database_inside_the_write_transaction(tmp_path):
+    path = tmp_path / "outbox.sqlite"
+    outbox = open_outbox(path)
+    try:
+        outbox.append(events(2), TOPIC)
+        # another writer (which the locks now keep out) advanced the counter in the file
+        other = sqlite3.connect(path)
+        with other:
+            other.execute("UPDATE meta SET value = 40 WHERE key = 'seq:L1/cam1'")
+        other.close()
+        batch = events(2)
+        outbox.append(batch, TOPIC)
+        assert [e["seq"] for e in batch] == [41, 42]  # not 3, 4: no seq handed out twice
+    finally:
+        outbox.close()
+
+
+def test_an_external_lock_held_for_seconds_loses_no_event(tmp_path, caplog):
+    path = tmp_path / "outbox.sqlite"
+    outbox = open_outbox(path)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # e.g. a backup tool or `sqlite3` shell on the line PC
+    caplog.set_level(logging.WARNING, logger="edge.outbox")
+    release = threading.Timer(2.0, lambda: holder.execute("COMMIT"))
+    try:
+        release.start()
+        sent, stored, started = [], 0, time.monotonic()
+        while time.monotonic() - started < 3.0:
+            batch = events(2)
+            sent += batch
+            stored += outbox.append(batch, TOPIC)
+            time.sleep(0.05)
+        assert outbox.busy > 0 and outbox.errors == 0
+        stored += outbox.append([], TOPIC)
+        assert stored == len(sent) and outbox.depth == len(sent)
+        seqs = [s.seq for s in outbox.pending(limit=1000)]
+        assert seqs == list(range(1, len(sent) + 1))
+        assert [s.event_id for s in outbox.pending(limit=1000)] == [e["event_id"] for e in sent]
+    finally:
+        release.join()
+        holder.close()
+        outbox.close()
+    warnings = [r for r in caplog.records if "is locked by another process" in r.getMessage()]
+    assert 1 <= len(warnings) <= 2
+
+
+def test_the_outbox_full_warning_is_rate_limited(tmp_path, caplog):
+    outbox = open_outbox(tmp_path / "outbox.sqlite", max_bytes=2000)
+    caplog.set_level(logging.WARNING, logger="edge.outbox")
+    try:
+        for _ in range(200):
+            outbox.append(events(1, size=500), TOPIC)
+        assert outbox.dropped >= 190
+    finally:
+        outbox.close()
+    assert len([r for r in caplog.records if "dropped the" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "good"])
+def test_edge_check_runs_an_integrity_check_on_the_outbox(tmp_path, capsys, damage):
+    path = tmp_path / "state" / "outbox.sqlite"
+    outbox = open_outbox(path)
+    outbox.append(events(300, size=400), TOPIC)
+    outbox.close()
+    if damage == "garbage":
+        path.write_bytes(b"not a database" * 100)
+    elif damage == "truncated":
+        with open(path, "r+b") as fh:
+            fh.truncate(path.stat().st_size // 2)
+    sections = daemon_sections(tmp_path, SimpleNamespace(host="127.0.0.1", port=1),
+                               tmp_path / "none.onnx", tmp_path / "none")
+    config = write_config(tmp_path / "edge.toml", sections)
+    assert check_run(SimpleNamespace(config=config, config_only=False)) == 1  # no model
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    if damage == "good":
+        assert "OK" in rows["outbox"] and "integrity ok, 300 unsent events" in rows["outbox"]
+    else:
+        assert "FAIL" in rows["outbox"] and f"outbox.path: {path}: " in rows["outbox"]
+        assert ("not a database" in rows["outbox"] or "malformed" in rows["outbox"]
+                or "damaged" in rows["outbox"]), rows["outbox"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_outbox_at_start_is_kept_aside_and_a_new_one_begins(tmp_path, caplog, damage):
+    path = tmp_path / "outbox.sqlite"
+    outbox = open_outbox(path)
+    outbox.append(events(300, size=400), TOPIC)
+    outbox.close()
+    if damage == "garbage":
+        path.write_bytes(b"not a database" * 100)
+    else:
+        with open(path, "r+b") as fh:
+            fh.truncate(path.stat().st_size // 2)
+    kept = path.read_bytes()
+    caplog.set_level(logging.ERROR, logger="edge.outbox")
+    outbox = open_outbox(path)  # before: ConfigError, exit 2, and the service stayed down
+    try:
+        batch = events(1)
+        assert outbox.append(batch, TOPIC) == 1 and batch[0]["seq"] == 1
+    finally:
+        outbox.close()
+    (aside,) = tmp_path.glob("outbox.sqlite.damaged-*[0-9]")
+    assert aside.read_bytes() == kept
+    assert "is damaged" in caplog.text and "seq starts again at 1" in caplog.text

@@ -1,0 +1,98 @@
+"""Replay and frames: the configured frame size, entries that are not files, declared sizes."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.imageio import UnreadableImage, WrongImageSize, declared_size, read_gray, scan_images
+from tests.fixtures.edge_daemon import (
+    DaemonProcess,
+    daemon_sections,
+    frame_with_tiles,
+    write_config,
+    write_frames,
+)
+from tests.test_edge_replay_source import read_all, replay
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp"])
+def test_declared_size_is_read_from_the_header_as_opencv_decodes_it(tmp_path, suffix):
+    path = tmp_path / f"frame{suffix}"
+    cv2.imwrite(str(path), np.random.default_rng(1).integers(0, 255, (200, 300), np.uint8))
+    assert declared_size(path.read_bytes()) == (300, 200)
+    assert read_gray(path, expected=(300, 200)).shape == (200, 300)
+    with pytest.raises(WrongImageSize, match="image is 300x200, expected 1600x256"):
+        read_gray(path, expected=(1600, 256))
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose (CRC-correct) header declares width x height."""
+    ok, encoded = cv2.imencode(".png", np.zeros((1, 1), np.uint8))
+    data = bytearray(encoded.tobytes())
+    header = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(header))
+    return bytes(data)
+
+
+def test_an_image_declaring_huge_dimensions_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_declaring(20000, 20000))
+    assert path.stat().st_size < 200
+    with pytest.raises(UnreadableImage, match="declares 20000x20000 pixels, more than the 67 MP"):
+        read_gray(path)
+
+
+def test_links_and_directories_named_like_images_are_counted(tmp_path):
+    folder = write_frames(tmp_path / "frames", {"a.png": frame_with_tiles([10])})
+    os.symlink(folder / "missing.png", folder / "dangling.png")
+    os.symlink(folder / "loop.png", folder / "loop.png")
+    (folder / "folder.png").mkdir()
+    os.symlink(folder / "a.png", folder / "b.png")  # a good link is an image
+    files, others = scan_images(folder)
+    assert [p.name for p in files] == ["a.png", "b.png"]
+    assert [(p.name, why) for p, why in others] == [
+        ("dangling.png", "dangling symbolic link"), ("folder.png", "a directory"),
+        ("loop.png", "symbolic link loop")]
+    source = replay(folder)
+    with source:
+        assert len(read_all(source)) == 2
+        assert source.counters["skipped_not_file"] == 3
+
+
+def test_the_configured_frame_size_wins_over_an_odd_first_image(tmp_path):
+    frames = {"00-odd.png": frame_with_tiles([10, 10])}
+    frames |= {f"{i:02d}.png": frame_with_tiles([10] * 6) for i in range(1, 5)}
+    folder = write_frames(tmp_path / "frames", frames)
+    source = replay(folder, width=6 * 256, height=256)
+    with source:
+        assert [f.frame_id for f in read_all(source)] == [f"{i:02d}.png" for i in range(1, 5)]
+        assert source.counters["skipped_size"] == 1
+
+
+def test_edge_replay_honours_camera_size_and_fails_when_most_frames_had_another(
+    tmp_path, mqtt_broker, mean_model
+):
+    frames = {"00-odd.png": frame_with_tiles([10, 10])}
+    frames |= {f"{i:02d}.png": frame_with_tiles([10] * 3) for i in range(1, 5)}
+    images = write_frames(tmp_path / "frames", frames)
+    codes = {}
+    for sized in (True, False):
+        sections = daemon_sections(tmp_path, mqtt_broker, mean_model, images)
+        if sized:
+            sections["camera"].update(width=3 * 256, height=256)
+        config = write_config(tmp_path / f"edge-{sized}.toml", sections)
+        daemon = DaemonProcess(config, "--images", str(images), command="replay")
+        try:
+            codes[sized] = (daemon.wait(60), daemon.log)
+        finally:
+            daemon.stop()
+    (sized_code, sized_log), (unsized_code, unsized_log) = codes[True], codes[False]
+    assert sized_code == 0 and "4 processed, 0 failed, 1 files skipped" in sized_log
+    assert unsized_code == 1 and "4 images skipped for their size, 1 processed" in unsized_log
