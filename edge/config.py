@@ -151,14 +151,18 @@ CameraConfig = Annotated[
 
 class ModelConfig(Section):
     path: ConfigPath = Field(
-        description="model file: an .onnx (card from modelcard.json beside it) or an engine "
-        "with its manifest PATH.json"
+        description="model file: an engine (.onnx for onnxruntime) with its gate-passed "
+        "manifest PATH.json; a bare .onnx (card from modelcard.json) needs allow_ungated"
     )
     backend: Literal["onnxruntime", "tensorrt"] = Field(
         "onnxruntime", description="inference backend"
     )
     max_batch: int = Field(16, ge=1, description="most tiles per inference call")
     threads: int = Field(0, ge=0, description="CPU threads for onnxruntime; 0 = its default")
+    allow_ungated: bool = Field(
+        False, description="commissioning only: run a model whose gate did not pass or a bare "
+        "ONNX without a manifest (warned in the log, the birth message and edge check)",
+    )
 
 
 class RegionOfInterest(Section):

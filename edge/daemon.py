@@ -62,6 +62,7 @@ class Daemon:
             self.model = load_model(
                 config.model.path, config.model.backend,
                 max_batch=config.model.max_batch, threads=config.model.threads,
+                allow_ungated=config.model.allow_ungated,
             )
         card = self.model.card
         rule = DefectRule(card, config.events)
@@ -159,5 +160,6 @@ class Daemon:
         return {
             "model": info,
             "backend": self.model.runtime.backend,
+            "gate": self.model.admission.as_status(),
             "software": {"steel-inspect": __version__, "python": platform.python_version()},
         }

@@ -77,7 +77,8 @@ def _check_model(config):
     from edge.model import load_model  # noqa: PLC0415
 
     m = config.model
-    model = load_model(m.path, m.backend, max_batch=m.max_batch, threads=m.threads)
+    model = load_model(m.path, m.backend, max_batch=m.max_batch, threads=m.threads,
+                       allow_ungated=m.allow_ungated)
     try:
         rule = DefectRule(model.card, config.events)
         card = model.card
@@ -87,6 +88,8 @@ def _check_model(config):
         )
         detail = (f"{card.name} {card.version} ({m.backend}, {spec.width}x{spec.height} tiles, "
                   f"batch {spec.max_batch}; thresholds {thresholds})")
+        if model.admission.warning:
+            detail = f"{detail}\n  WARNING: {model.admission.warning}"
     finally:
         model.close()
     return detail, True
