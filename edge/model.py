@@ -20,6 +20,7 @@ from pathlib import Path
 
 from edge.errors import ModelError
 from edge.inference.admission import Admission, admit
+from edge.inference.cpuflags import cpu_flags, int8_unsuited
 from edge.modelcard import MODELCARD_FILE, ModelCard
 from edge.runtime import Runtime, load_runtime
 
@@ -117,6 +118,8 @@ def load_model(
     admission = admit(path, manifest, allow_ungated)
     if manifest is not None:  # an engine of either backend: it must be the file it describes
         check_engine_manifest(manifest, path, backend)
+        if unsuited := int8_unsuited(manifest, cpu_flags()):
+            log.warning("%s: %s", path, unsuited)
     card = load_card(path, manifest)
     runtime = load_runtime(backend, path, **runtime_options)
     if runtime.num_outputs != len(card.classes):

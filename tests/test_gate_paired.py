@@ -44,7 +44,7 @@ def test_perturbed_engine_is_refused_as_a_real_drop():
     candidate = reference ^ (rng.random(430) < 0.3)  # 30 % of decisions flipped
     column = compare_column("scratches", truth, reference, candidate, max_drop=LIMIT)
     assert column.refused and column.high < 0 and column.drop > 0.2
-    assert "is real" in column.reason and "above the limit 0.01" in column.reason
+    assert "is a real drop" in column.reason and "above the limit 0.01" in column.reason
 
 
 def test_one_flipped_crop_in_hundreds_is_noise_and_the_verdict_says_what_the_set_shows():

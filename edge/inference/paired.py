@@ -84,22 +84,23 @@ def compare_column(
         diffs = _f1(truth, candidate, rows) - _f1(truth, reference, rows)
         tail = (1 - CONFIDENCE) / 2
         low, high = (float(v) for v in np.quantile(diffs, [tail, 1 - tail]))
-    refused, reason = _verdict(ref_f1 - cand_f1, low, high, n, gained + lost, max_drop, large_drop)
+    refused, reason = _verdict(ref_f1, cand_f1, low, high, n, gained + lost, max_drop, large_drop)
     return PairedColumn(column, n, ref_f1, cand_f1, gained, lost, low, high, refused, reason)
 
 
-def _verdict(drop, low, high, n, flips, max_drop, large_drop) -> tuple[bool, str]:
-    pct = f"{CONFIDENCE:.0%}"
+def _verdict(ref_f1, cand_f1, low, high, n, flips, max_drop, large_drop) -> tuple[bool, str]:
+    pct, drop = f"{CONFIDENCE:.0%}", ref_f1 - cand_f1
+    change = f"F1 {ref_f1:.3f} -> {cand_f1:.3f} ({cand_f1 - ref_f1:+.3f})"
     if flips == 0:
         return False, f"identical decisions on all {n} samples"
     if high < 0 and drop > max_drop:
-        return True, (f"drop {drop:.3f} is real ({pct} interval of the difference "
+        return True, (f"{change} is a real drop ({pct} interval of the difference "
                       f"[{low:+.3f}, {high:+.3f}] excludes 0) and above the limit {max_drop:g}")
     if low < -large_drop:
         return True, (f"{n} samples cannot exclude a drop of up to {-low:.3f} "
                       f"(> {large_drop:g}) with {flips} flipped decisions: too few to judge")
-    seen = "real" if high < 0 else "not distinguishable from noise"
-    return False, (f"drop {drop:+.3f} with {flips} flipped decisions is {seen}; "
+    seen = "a real drop" if high < 0 else "not distinguishable from noise"
+    return False, (f"{change} with {flips} flipped decisions is {seen}; "
                    f"this set excludes drops above {max(-low, 0.0):.3f} ({pct}) "
                    f"and cannot show smaller ones")
 
