@@ -158,7 +158,9 @@ class ModelConfig(Section):
         "onnxruntime", description="inference backend"
     )
     max_batch: int = Field(16, ge=1, description="most tiles per inference call")
-    threads: int = Field(0, ge=0, description="CPU threads for onnxruntime; 0 = its default")
+    threads: int = Field(
+        0, ge=0, description="CPU threads for onnxruntime; 0 = physical cores minus one"
+    )
     allow_ungated: bool = Field(
         False, description="commissioning only: run a model whose gate did not pass or a bare "
         "ONNX without a manifest (warned in the log, the birth message and edge check)",

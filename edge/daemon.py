@@ -15,6 +15,7 @@ import time
 from edge import __version__
 from edge.config import EdgeConfig
 from edge.events import DefectRule, EventBuilder, model_info
+from edge.inference.cpuflags import inference_threads
 from edge.model import LoadedModel, load_model
 from edge.mqtt import MqttClient
 from edge.outbox import Outbox
@@ -61,7 +62,8 @@ class Daemon:
         if self.model is None:
             self.model = load_model(
                 config.model.path, config.model.backend,
-                max_batch=config.model.max_batch, threads=config.model.threads,
+                max_batch=config.model.max_batch,
+                threads=inference_threads(config.model.threads),
                 allow_ungated=config.model.allow_ungated,
             )
         card = self.model.card

@@ -74,10 +74,12 @@ def _check_config(path):
 
 def _check_model(config):
     from edge.events import DefectRule  # noqa: PLC0415
+    from edge.inference.cpuflags import inference_threads  # noqa: PLC0415
     from edge.model import load_model  # noqa: PLC0415
 
     m = config.model
-    model = load_model(m.path, m.backend, max_batch=m.max_batch, threads=m.threads,
+    model = load_model(m.path, m.backend, max_batch=m.max_batch,
+                       threads=inference_threads(m.threads),
                        allow_ungated=m.allow_ungated)
     try:
         rule = DefectRule(model.card, config.events)

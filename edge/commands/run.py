@@ -1,6 +1,8 @@
 """`edge run --config FILE`: the daemon. Logs go to stdout (journald adds the timestamps).
 
-SIGTERM or SIGINT stop it in order (see edge.daemon); it exits 0 after a clean stop.
+SIGTERM or SIGINT stop it in order (see edge.daemon); it exits 0 after a clean stop. SIGHUP
+(which would otherwise kill it without a word) is logged and ignored: this version loads a new
+model only on a restart.
 """
 
 from __future__ import annotations
@@ -56,8 +58,13 @@ def install_stop_handlers() -> threading.Event:
         log.info("received %s", signal.Signals(signum).name)
         stop.set()
 
+    def on_hangup(signum, frame):
+        log.warning("received SIGHUP: ignored; this version loads a new model only on a restart "
+                    "(systemctl restart steel-inspect-edge)")
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     return stop
 
 

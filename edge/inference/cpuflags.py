@@ -8,6 +8,7 @@ saturate, so weights are quantised to 7 bits (`reduce_range`). With VNNI (AVX-51
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -46,3 +47,26 @@ def int8_unsuited(manifest: dict | None, flags: set[str]) -> str | None:
         return None
     return ("INT8 engine with 8-bit weights (built on a CPU with VNNI) on a CPU without VNNI: "
             "products may saturate and scores drift; rebuild it on this machine")
+
+
+def physical_cores(cpuinfo: Path = CPUINFO) -> int:
+    """Physical cores (distinct physical id + core id); the logical CPU count if unknown."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        text = ""
+    cores, package = set(), "0"
+    for line in text.splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "physical id":
+            package = value
+        elif key == "core id":
+            cores.add((package, value))
+    return len(cores) or os.cpu_count() or 1
+
+
+def inference_threads(configured: int, cpuinfo: Path = CPUINFO) -> int:
+    """model.threads: as configured, or (0) physical cores minus one, leaving one core to the
+    camera, tiling and publishing threads (ONNX Runtime's own default, all cores, cost the
+    daemon 31% throughput on 2 cores)."""
+    return configured if configured > 0 else max(1, physical_cores(cpuinfo) - 1)
