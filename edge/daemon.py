@@ -15,8 +15,8 @@ import time
 from edge import __version__
 from edge.config import EdgeConfig
 from edge.events import DefectRule, EventBuilder, model_info
-from edge.inference.cpuflags import inference_threads
-from edge.model import LoadedModel, load_model
+from edge.inference.reload import ModelReloader, load_configured_model
+from edge.model import LoadedModel
 from edge.mqtt import MqttClient
 from edge.outbox import Outbox
 from edge.pipeline import FrameProcessor, Pipeline
@@ -55,17 +55,13 @@ class Daemon:
         self._next_stats = 0.0
         self._next_status = 0.0
         self._started = False
+        self.reloader: ModelReloader | None = None
 
     def start(self) -> None:
         config = self.config
         self.notifier.status("loading the model")
         if self.model is None:
-            self.model = load_model(
-                config.model.path, config.model.backend,
-                max_batch=config.model.max_batch,
-                threads=inference_threads(config.model.threads),
-                allow_ungated=config.model.allow_ungated,
-            )
+            self.model = load_configured_model(config)
         card = self.model.card
         rule = DefectRule(card, config.events)
         processor = FrameProcessor(self.model, rule, config.tiling)
@@ -94,9 +90,22 @@ class Daemon:
         self.pipeline.start()
         self._next_stats = time.monotonic() + config.mqtt.stats_interval
         self._started = True
+        self.reloader = ModelReloader(config, self.pipeline, self._model_swapped)
         self.notifier.ready(self.status_line())
         log.info("running: line %s camera %s -> %s", site.line, site.camera,
                  self.mqtt.topics.defects)
+
+    def reload(self) -> bool:
+        """Load the configured model in the background and swap it in (SIGHUP)."""
+        if self.reloader is None:
+            log.warning("reload requested before the daemon started; ignored")
+            return False
+        return self.reloader.request()
+
+    def _model_swapped(self, model: LoadedModel) -> LoadedModel:
+        old, self.model = self.model, model
+        self.mqtt.update_birth(self._birth(model_info(model.card, model.sha256)))
+        return old
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -142,6 +151,8 @@ class Daemon:
         self.notifier.stopping(f"stopping: flushing up to {flush_timeout:g} s")
         if self._started:
             log.info("stopping: %s", self.status_line())
+        if self.reloader is not None:
+            self.reloader.join(_DRAIN_TIMEOUT_S)
         if self.pipeline is not None:
             self.pipeline.stop(_DRAIN_TIMEOUT_S)
         if self.publisher is not None:

@@ -175,6 +175,13 @@ class MqttClient:
         data = json.dumps(payload, separators=(",", ":"))
         return self._client.publish(self.topics.stats, data, qos=0).rc == 0
 
+    def update_birth(self, birth: dict) -> None:
+        """New birth fields (e.g. after a model swap), re-published now when connected."""
+        self._birth = dict(birth)
+        if self.ready.is_set():
+            payload = status_payload("online", self.site, self._birth)
+            self._client.publish(self.topics.status, payload, qos=1, retain=True)
+
     def stop(self, timeout: float = 2.0) -> None:
         """Publish `stopped` (if connected), disconnect cleanly (no last will) and end the loop."""
         if not self._started:

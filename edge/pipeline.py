@@ -138,6 +138,7 @@ class Pipeline:
         self._busy = False
         self._faults = RateLimitedLog()
         self._threads: list[threading.Thread] = []
+        self._swap: tuple[FrameProcessor, EventBuilder, threading.Event] | None = None
 
     @property
     def finished(self) -> bool:
@@ -163,6 +164,21 @@ class Pipeline:
                 log.error("inference did not finish within %.1f s; giving up on it",
                           drain_timeout)
         self._threads = []
+
+    def swap(self, processor: FrameProcessor, builder: EventBuilder) -> threading.Event:
+        """Hand the inference thread a new model; it takes it between two frames. The returned
+        event is set once the old processor will not be used again."""
+        done = threading.Event()
+        self._swap = (processor, builder, done)
+        if not any(t.is_alive() for t in self._threads[1:]):  # no inference thread: now
+            self._take_swap()
+        return done
+
+    def _take_swap(self) -> None:
+        pending, self._swap = self._swap, None
+        if pending is not None:
+            self.processor, self.builder, done = pending
+            done.set()
 
     def _grab_loop(self) -> None:
         while not self._stop_grabbing.is_set():
@@ -192,6 +208,8 @@ class Pipeline:
         while True:
             if self.watchdog is not None:
                 self.watchdog.kick()
+            if self._swap is not None:
+                self._take_swap()
             frame = self.frames.get(_POLL_S)
             if frame is None:
                 if self._stop_inference.is_set():
