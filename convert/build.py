@@ -84,12 +84,23 @@ def rejected_path(out: Path) -> Path:
     return out.with_name(out.name + ".rejected")
 
 
+SMALL_CALIBRATION_TILES = 200  # a warning threshold (about 30 frames), not a measured limit
+
+
 def _calibration(opts: BuildOptions, folder, splits, onnx_sha: str) -> tuple[np.ndarray, dict]:
     tiles = calibration_tiles(folder, splits, opts.calib_images * TILES_PER_FRAME)
+    images = min(opts.calib_images, len(splits.get("train") or []))  # what there really was
+    if images < opts.calib_images:
+        log.warning("INT8 calibration: --calib-images %d, but the training split has only %d "
+                    "images; calibrating on %d", opts.calib_images, images, images)
+    if len(tiles) < SMALL_CALIBRATION_TILES:
+        log.warning("INT8 calibration on only %d tiles (%d images): activation ranges may be "
+                    "off and the gate may refuse; use at least %d tiles", len(tiles), images,
+                    SMALL_CALIBRATION_TILES)
     data_sha = tiles_sha256(tiles)
     cache = opts.out.parent / f".calibration-{opts.backend}-{onnx_sha[:16]}-{data_sha[:16]}.cache"
-    info = {"split": "train", "images": opts.calib_images, "tiles": int(len(tiles)),
-            "data_sha256": data_sha, "cache": str(cache)}
+    info = {"split": "train", "requested_images": opts.calib_images, "images": images,
+            "tiles": int(len(tiles)), "data_sha256": data_sha, "cache": str(cache)}
     return tiles, info
 
 

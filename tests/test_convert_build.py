@@ -88,6 +88,7 @@ def test_int8_gate_is_reported_honestly(exported_run, tmp_path, capsys):
     assert manifest["gate"]["passed"] is passed
     calibration = manifest["calibration"]
     assert calibration["split"] == "train" and calibration["tiles"] == 4 * 7
+    assert calibration["images"] == calibration["requested_images"] == 4
     assert (tmp_path / re.sub(r".*/", "", calibration["cache"])).is_file()
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(written)).graph.node)
 
@@ -153,6 +154,27 @@ def test_broken_candidate_fails_with_exit_3_and_nothing_at_path(exported_run, tm
                 rejected.with_name(rejected.name + ".json").read_bytes())
         with pytest.raises(ModelError, match="the gate did not pass .*refused: "):
             load_model(candidate, "onnxruntime", max_batch=2, threads=1)
+
+
+def test_calibration_records_the_images_there_really_were(exported_run, tmp_path, caplog):
+    from convert.build import BuildOptions, _calibration  # noqa: PLC0415
+    from convert.tiles import open_run_data  # noqa: PLC0415
+
+    run = exported_run.path.parent
+    card = ModelCard.load(run / "modelcard.json")
+    folder, splits = open_run_data(card, run, None)
+    available = len(splits["train"])
+    opts = BuildOptions(run=run, out=tmp_path / "e.onnx", precision="int8",
+                        backend="onnxruntime", calib_images=available + 1000)
+    tiles, info = _calibration(opts, folder, splits, "0" * 64)
+    assert info["images"] == available and info["requested_images"] == available + 1000
+    assert info["tiles"] == len(tiles) == available * 7
+    assert f"the training split has only {available} images" in caplog.text
+    small = BuildOptions(run=run, out=tmp_path / "e.onnx", precision="int8",
+                         backend="onnxruntime", calib_images=2)
+    caplog.clear()
+    _calibration(small, folder, splits, "0" * 64)
+    assert "INT8 calibration on only 14 tiles (2 images)" in caplog.text
 
 
 def test_precision_defaults_to_fp16_only_on_gpus():
