@@ -28,6 +28,7 @@ from convert.onnx_graph import (
 from convert.tiles import calibration_tiles, open_run_data, tiles_sha256
 from convert.trt86 import blocking, check_tensorrt86
 from edge.errors import ModelError
+from edge.inference.cpuflags import cpu_flags, int8_reduce_range
 from edge.model import file_sha256, manifest_path
 from edge.modelcard import MODELCARD_FILE, ModelCard
 from edge.runtime import load_runtime
@@ -83,27 +84,42 @@ def rejected_path(out: Path) -> Path:
     return out.with_name(out.name + ".rejected")
 
 
+SMALL_CALIBRATION_TILES = 200  # a warning threshold (about 30 frames), not a measured limit
+
+
 def _calibration(opts: BuildOptions, folder, splits, onnx_sha: str) -> tuple[np.ndarray, dict]:
     tiles = calibration_tiles(folder, splits, opts.calib_images * TILES_PER_FRAME)
+    images = min(opts.calib_images, len(splits.get("train") or []))  # what there really was
+    if images < opts.calib_images:
+        log.warning("INT8 calibration: --calib-images %d, but the training split has only %d "
+                    "images; calibrating on %d", opts.calib_images, images, images)
+    if len(tiles) < SMALL_CALIBRATION_TILES:
+        log.warning("INT8 calibration on only %d tiles (%d images): activation ranges may be "
+                    "off and the gate may refuse; use at least %d tiles", len(tiles), images,
+                    SMALL_CALIBRATION_TILES)
     data_sha = tiles_sha256(tiles)
     cache = opts.out.parent / f".calibration-{opts.backend}-{onnx_sha[:16]}-{data_sha[:16]}.cache"
-    info = {"split": "train", "images": opts.calib_images, "tiles": int(len(tiles)),
-            "data_sha256": data_sha, "cache": str(cache)}
+    info = {"split": "train", "requested_images": opts.calib_images, "images": images,
+            "tiles": int(len(tiles)), "data_sha256": data_sha, "cache": str(cache)}
     return tiles, info
 
 
 def _build_onnxruntime(opts, onnx_path: Path, staging: Path, calib) -> Candidate:
     import onnxruntime  # noqa: PLC0415
 
+    notes = []
     if opts.precision == "fp32":
         ort_engine.build_fp32(onnx_path, staging)
     elif opts.precision == "fp16":
         ort_engine.build_fp16(onnx_path, staging)
     else:
         tiles, info = calib
-        ort_engine.build_int8(onnx_path, staging, tiles, Path(info["cache"]))
+        reduce_range, why = int8_reduce_range(cpu_flags())
+        info["reduce_range"], info["reduce_range_reason"] = reduce_range, why
+        notes.append(why)
+        ort_engine.build_int8(onnx_path, staging, tiles, Path(info["cache"]), reduce_range)
     model = load_onnx(staging)
-    return Candidate(staging, onnxruntime.__version__, None, opts.precision, [],
+    return Candidate(staging, onnxruntime.__version__, None, opts.precision, notes,
                      graph_inputs(model)[0], graph_outputs(model)[0],
                      calib[1] if calib else None)
 
@@ -170,6 +186,7 @@ def build_and_gate(opts: BuildOptions) -> BuildOutcome:
     check_contract(load_onnx(onnx_path), card, onnx_path)  # before any work: the right model?
     if out.is_dir():
         raise ModelError(f"{out}: --out is a folder; give the engine's file name")
+    _refuse_run_file(out, run)
     out.parent.mkdir(parents=True, exist_ok=True)
     folder, splits = open_run_data(card, run, opts.data)
     calib = None
@@ -199,6 +216,19 @@ def build_and_gate(opts: BuildOptions) -> BuildOutcome:
         if staging.exists():
             staging.unlink()
     return BuildOutcome(target, manifest, report)
+
+
+def _refuse_run_file(out: Path, run: Path) -> None:
+    """--out (or its manifest) must not replace a file of the run it is built from."""
+    sources = {(run / name).resolve(): name for name in (
+        rundir.ONNX_FILE, rundir.MODEL_FILE, MODELCARD_FILE, rundir.SPLITS_FILE)}
+    for written in (out, manifest_path(out)):
+        name = sources.get(written.resolve())
+        if name is not None:
+            raise ModelError(
+                f"{out}: --out would overwrite the run's {name}; give another file, "
+                f"e.g. {run / 'engines' / 'model-fp32.onnx'}"
+            )
 
 
 def raise_if_failed(outcome: BuildOutcome) -> None:

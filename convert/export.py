@@ -89,6 +89,10 @@ def finish_graph(path: Path, card: ModelCard) -> onnx.ModelProto:
     if moved:
         log.info("moved %d pixel normalisation(s) after the NHWC -> NCHW layout op", moved)
     name_unnamed_nodes(model)
+    # tf2onnx's doc strings name its random temp folder: without this, two exports of one model
+    # differ in sha256 and every engine built from the first looks stale
+    model.doc_string = f"{card.name} {card.version}, exported by steel-inspect convert"
+    model.graph.doc_string = ""
     onnx.helper.set_model_props(model, {"steel_inspect.model": card.name,
                                         "steel_inspect.version": card.version})
     onnx.save(model, str(path))

@@ -5,6 +5,13 @@ gate also catches a broken export. The candidate runs, through an `edge.runtime`
 exactly the tiles training evaluated (`train.evaluation.score_split` with the card's settings):
 per-class F1 at the card's thresholds plus defect-free F1, for crops and for frames. Beside it:
 the FP32 ONNX, and the candidate with thresholds re-selected on its own validation crops.
+
+With the FP32 ONNX scored too, the candidate is judged paired against it on the same samples
+(`edge.inference.paired`: flips per class, a bootstrap interval of the F1 difference, a verdict
+that says what the test set can and cannot show) instead of by an absolute F1 drop, which on a
+few hundred crops or a few dozen frames is within the noise of one or two samples; the ONNX itself
+must still match the card's Keras F1 within `max_drop` (a broken export). Without it (the
+candidate is the ONNX, or --no-onnx-row) the absolute drop against the card decides.
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ import numpy as np
 from tqdm import tqdm
 
 from edge.errors import ModelError
+from edge.inference.paired import PairedColumn, compare_decisions
 from edge.modelcard import ModelCard
 from edge.tiling import tile_boxes
 from train.evaluation import EvalSettings, crop_scores, metrics_of, score_split
-from train.metrics import best_thresholds
+from train.metrics import apply_thresholds, best_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +45,16 @@ class Failure:
     column: str
     reference: float
     candidate: float
+    reason: str = ""  # the paired verdict's, when the paired comparison refused
 
     @property
     def drop(self) -> float:
         return self.reference - self.candidate
 
     def __str__(self) -> str:
-        return (f"{self.view} {self.column} F1 {self.reference:.3f} -> {self.candidate:.3f} "
+        text = (f"{self.view} {self.column} F1 {self.reference:.3f} -> {self.candidate:.3f} "
                 f"(drop {self.drop:.3f})")
+        return f"{text}: {self.reason}" if self.reason else text
 
 
 @dataclass
@@ -57,6 +67,7 @@ class GateReport:
     thresholds: list[float]
     reselected_thresholds: list[float]
     failures: list[Failure] = field(default_factory=list)
+    paired: dict[str, list[PairedColumn]] | None = None  # view -> candidate vs the FP32 ONNX
 
     @property
     def passed(self) -> bool:
@@ -78,9 +89,12 @@ class GateReport:
             "reselected_thresholds": self.reselected_thresholds,
             "failures": [
                 {"view": f.view, "column": f.column, "reference": f.reference,
-                 "candidate": f.candidate, "drop": f.drop}
+                 "candidate": f.candidate, "drop": f.drop, "reason": f.reason}
                 for f in self.failures
             ],
+            "decision": "paired vs onnx fp32" if self.paired else "absolute drop vs the card",
+            "paired": {view: [c.to_dict() for c in cols] for view, cols in self.paired.items()}
+            if self.paired else None,
         }
 
     def format_table(self) -> str:
@@ -95,12 +109,24 @@ class GateReport:
                              + "".join(f" {v:>{width}.3f}" for v in values))
             lines.append(f"  {'drop':<{label_width - 2}}" + "".join(
                 f" {self._drop_cell(view, c):>{width}}" for c in self.columns))
+        if self.paired:
+            lines += self._paired_lines()
         if self.passed:
             lines.append("verdict: PASS")
         else:
             lines.append(f"verdict: FAIL ({', '.join(self.failing_columns())}): "
                          + "; ".join(str(f) for f in self.failures))
         return "\n".join(lines)
+
+    def _paired_lines(self) -> list[str]:
+        lines = ["paired with onnx fp32 (same samples; flips +present/-absent, "
+                 "95% bootstrap interval of the F1 difference):"]
+        for view, columns in self.paired.items():
+            for c in columns:
+                mark = "REFUSE" if c.refused else "ok"
+                lines.append(f"  {view} {c.column}: +{c.gained}/-{c.lost} of {c.n}, "
+                             f"[{c.low:+.3f}, {c.high:+.3f}] {mark}: {c.reason}")
+        return lines
 
     def _drop_cell(self, view: str, column: str) -> str:
         rows = self.rows[view]
@@ -196,23 +222,49 @@ def run_gate(
     measured = metrics_of(scored, card.thresholds)
     reselected = reselect_thresholds(candidate, folder, splits, settings)
     with_reselected = metrics_of(scored, reselected)
-    onnx_metrics = None
+    onnx_metrics = onnx_scored = None
     if onnx_fp32 is not None:
-        onnx_metrics = metrics_of(score_test(onnx_fp32, folder, splits, settings,
-                                             "gate: onnx fp32"), card.thresholds)
-    rows: dict[str, dict[str, list[float]]] = {}
-    failures = []
+        onnx_scored = score_test(onnx_fp32, folder, splits, settings, "gate: onnx fp32")
+        onnx_metrics = metrics_of(onnx_scored, card.thresholds)
     columns = [*card.class_names, DEFECT_FREE]
+    rows: dict[str, dict[str, list[float]]] = {}
     for view in VIEWS:
         rows[view] = {REFERENCE_ROW: reference[view]}
         if onnx_metrics is not None:
             rows[view]["onnx fp32"] = f1_row(onnx_metrics[view])
         rows[view][candidate_label] = f1_row(measured[view])
         rows[view][f"{candidate_label}, re-selected thresholds"] = f1_row(with_reselected[view])
-        for column, ref, value in zip(columns, reference[view], rows[view][candidate_label],
+    paired = None
+    if onnx_scored is None:
+        failures = absolute_failures(columns, rows, candidate_label, max_drop)
+    else:
+        failures = absolute_failures(columns, rows, "onnx fp32", max_drop)  # a broken export
+        paired = paired_views(columns, scored, onnx_scored, card.thresholds, max_drop)
+        failures += [Failure(view, c.column, c.reference_f1, c.candidate_f1, c.reason)
+                     for view, cols in paired.items() for c in cols if c.refused]
+    sizes = {view: int(measured[view]["n"]) for view in VIEWS}
+    return GateReport(columns, sizes, rows, candidate_label, max_drop, list(card.thresholds),
+                      [float(t) for t in reselected], failures, paired)
+
+
+def absolute_failures(columns, rows, label: str, max_drop: float) -> list[Failure]:
+    """Columns where row `label` lost more than max_drop F1 against the card."""
+    failures = []
+    for view in VIEWS:
+        for column, ref, value in zip(columns, rows[view][REFERENCE_ROW], rows[view][label],
                                       strict=True):
             if ref - value > max_drop + EPSILON:
                 failures.append(Failure(view, column, ref, value))
-    sizes = {view: int(measured[view]["n"]) for view in VIEWS}
-    return GateReport(columns, sizes, rows, candidate_label, max_drop, list(card.thresholds),
-                      [float(t) for t in reselected], failures)
+    return failures
+
+
+def paired_views(columns, scored, reference_scored, thresholds, max_drop: float):
+    """view -> PairedColumn per column: the candidate's decisions against the reference's."""
+    out = {}
+    for view in VIEWS:
+        cand, ref = scored[view], reference_scored[view]
+        out[view] = compare_decisions(
+            columns, cand.labels, apply_thresholds(ref.scores, thresholds),
+            apply_thresholds(cand.scores, thresholds), max_drop=max_drop + EPSILON,
+        )
+    return out

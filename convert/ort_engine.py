@@ -3,8 +3,9 @@
 - fp32: the exported ONNX itself;
 - fp16: a float16 copy; the input Cast and the head (last MatMul/Gemm, bias, sigmoid) stay FP32
   and the output stays FP32 probabilities;
-- int8: static QDQ quantisation (uint8 activations, 7-bit int8 weights per channel) calibrated
-  on training-split tiles; the head stays FP32.
+- int8: static QDQ quantisation (uint8 activations, int8 weights per channel: 7-bit unless the
+  CPU has VNNI, see `edge.inference.cpuflags`) calibrated on training-split tiles; the head stays
+  FP32.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class TileReader:
         self.position = 0
 
 
-def build_int8(onnx_path: Path, out: Path, tiles: np.ndarray, cache: Path | None = None) -> None:
+def build_int8(onnx_path: Path, out: Path, tiles: np.ndarray, cache: Path | None = None,
+               reduce_range: bool = True) -> None:
     from onnxruntime.quantization import (  # noqa: PLC0415
         CalibrationDataReader,
         QuantFormat,
@@ -112,7 +114,7 @@ def build_int8(onnx_path: Path, out: Path, tiles: np.ndarray, cache: Path | None
             str(prepared), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             # 7-bit weights: uint8 x int8 products saturate on x86 CPUs without VNNI (AVX2 only);
-            # without it the tiny test model lost 0.2-0.4 F1, with it none (docs/convert.md)
-            reduce_range=True,
+            # without it the tiny test model lost 0.2-0.4 F1 there (docs/convert.md)
+            reduce_range=reduce_range,
             nodes_to_exclude=keep, calibration_cache_path=str(cache) if cache else None,
         )

@@ -200,8 +200,8 @@ CameraConfig = Annotated[
 
 class ModelConfig(Section):
     path: ConfigPath = Field(
-        description="model file: an .onnx (card from modelcard.json beside it) or an engine "
-        "with its manifest PATH.json"
+        description="model file: an engine (.onnx for onnxruntime) with its gate-passed "
+        "manifest PATH.json; a bare .onnx (card from modelcard.json) needs allow_ungated"
     )
     backend: Literal["onnxruntime", "tensorrt"] = Field(
         "onnxruntime", description="inference backend"
@@ -211,7 +211,11 @@ class ModelConfig(Section):
         description="most tiles per inference call (a 256x256 tile batch of 1024 is 64 MiB)",
     )
     threads: int = Field(
-        0, ge=0, le=256, description="CPU threads for onnxruntime; 0 = its default"
+        0, ge=0, le=256, description="CPU threads for onnxruntime; 0 = physical cores minus one"
+    )
+    allow_ungated: bool = Field(
+        False, description="commissioning only: run a model whose gate did not pass or a bare "
+        "ONNX without a manifest (warned in the log, the birth message and edge check)",
     )
 
 

@@ -17,7 +17,8 @@ from edge.config import EdgeConfig
 from edge.defects.inspection import CoilInspection, TileInspection, resume_segment
 from edge.defects.position import StripLocator
 from edge.events import DefectRule, EventBuilder, model_info
-from edge.model import LoadedModel, load_model
+from edge.inference.reload import ModelReloader, load_configured_model
+from edge.model import LoadedModel
 from edge.mqtt import MqttClient
 from edge.outbox import Outbox
 from edge.pipeline import FrameProcessor, Pipeline
@@ -62,15 +63,13 @@ class Daemon:
         self._next_stats = 0.0
         self._next_status = 0.0
         self._started = False
+        self.reloader: ModelReloader | None = None
 
     def start(self) -> None:
         config = self.config
         self.notifier.status("loading the model")
         if self.model is None:
-            self.model = load_model(
-                config.model.path, config.model.backend,
-                max_batch=config.model.max_batch, threads=config.model.threads,
-            )
+            self.model = load_configured_model(config)
         card = self.model.card
         rule = DefectRule(card, config.events)
         self.rule = rule
@@ -82,7 +81,7 @@ class Daemon:
         self.outbox = Outbox(
             config.outbox.path, int(config.outbox.max_mb * 1e6), stream=f"{site.line}/{site.camera}"
         )
-        self.mqtt = MqttClient(config.mqtt, site, birth=lambda: self._birth(info))
+        self.mqtt = MqttClient(config.mqtt, site, birth=self._birth)
         self.publisher = Publisher(
             self.outbox, self.mqtt,
             {"defects": self.mqtt.topics.defects, "coils": self.mqtt.topics.coils},
@@ -105,6 +104,7 @@ class Daemon:
         self.pipeline.start()
         self._next_stats = time.monotonic() + config.mqtt.stats_interval
         self._started = True
+        self.reloader = ModelReloader(config, self.pipeline, self._model_swapped)
         self.notifier.ready(self.status_line())
         log.info("running: line %s camera %s -> %s", site.line, site.camera,
                  self.mqtt.topics.defects)
@@ -126,6 +126,19 @@ class Daemon:
             if config.tracking.source == "none":
                 self.locator.segment = None  # positions count from this start
         return inspection, self.locator
+
+    def reload(self) -> bool:
+        """Load the configured model in the background and swap it in (SIGHUP)."""
+        if self.reloader is None:
+            log.warning("reload requested before the daemon started; ignored")
+            return False
+        return self.reloader.request()
+
+    def _model_swapped(self, model: LoadedModel) -> LoadedModel:
+        old, self.model = self.model, model
+        self.rule = self.pipeline.processor.rule
+        self.mqtt.republish_birth()
+        return old
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -182,6 +195,8 @@ class Daemon:
         self.notifier.stopping(f"stopping: flushing up to {flush_timeout:g} s")
         if self._started:
             log.info("stopping: %s", self.status_line())
+        if self.reloader is not None:
+            self.reloader.join(_DRAIN_TIMEOUT_S)
         if self.pipeline is not None:
             self.pipeline.stop(_DRAIN_TIMEOUT_S)
         if self.tracking is not None:
@@ -200,13 +215,15 @@ class Daemon:
             log.info("stopped: %s", self.status_line())
         self._started = False
 
-    def _birth(self, info: dict) -> dict:
-        """What a consumer needs to read the events without the model card (sent per connect)."""
-        config, rule = self.config, self.rule
+    def _birth(self) -> dict:
+        """What a consumer needs to read the events without the model card (sent per connect,
+        built then: after a model swap it names the new model)."""
+        config, rule, model = self.config, self.rule, self.model
         geometry = config.geometry
         return {
-            "model": info,
+            "model": model_info(model.card, model.sha256),
             "backend": self.model.runtime.backend,
+            "gate": self.model.admission.as_status(),
             "software": {"steel-inspect": __version__, "python": platform.python_version()},
             "event_schema": f"steel-inspect/defect-event/{config.mqtt.event_schema}",
             "classes": [

@@ -69,7 +69,7 @@ class DefectRule:
 
 class EventBuilder:
     def __init__(self, site: SiteConfig, model: dict[str, str]) -> None:
-        self._site = site
+        self.site = site
         self._model = dict(model)
 
     def build(self, frame: Frame, defects: list[dict]) -> dict:
@@ -77,8 +77,8 @@ class EventBuilder:
             "schema": DEFECT_EVENT_SCHEMA,
             "event_id": uuid.uuid4().hex,
             "ts": utc_iso(frame.timestamp),
-            "line": self._site.line,
-            "camera": self._site.camera,
+            "line": self.site.line,
+            "camera": self.site.camera,
             "frame_id": frame.frame_id,
             "model": dict(self._model),
             "defects": defects,

@@ -5,6 +5,9 @@
   manifest is checked too: built for this backend, the engine file and ONNX hashes unchanged.
 - an engine `X` (backend tensorrt): `X.json` (the manifest) is required and checked against this
   machine by `edge.manifest` (TensorRT version, GPU, ONNX hash).
+
+Either way the model must have passed its gate (`edge.inference.admission`): a manifest with
+`gate.passed: false` or a bare ONNX is refused unless `allow_ungated` (commissioning).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.errors import ModelError
+from edge.inference.admission import Admission, admit
+from edge.inference.cpuflags import cpu_flags, int8_unsuited
 from edge.modelcard import MODELCARD_FILE, ModelCard
 from edge.runtime import Runtime, load_runtime
 
@@ -29,6 +34,7 @@ class LoadedModel:
     path: Path
     sha256: str
     manifest: dict | None
+    admission: Admission = field(default_factory=lambda: Admission(passed=True))
 
     @property
     def thresholds(self) -> list[float]:
@@ -97,7 +103,9 @@ def check_engine_manifest(manifest: dict, path: Path, backend: str) -> None:
     check_manifest(manifest, path)
 
 
-def load_model(path: Path, backend: str, **runtime_options) -> LoadedModel:
+def load_model(
+    path: Path, backend: str, *, allow_ungated: bool = False, **runtime_options
+) -> LoadedModel:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
@@ -107,8 +115,11 @@ def load_model(path: Path, backend: str, **runtime_options) -> LoadedModel:
             f"{path}: engine has no manifest {manifest_path(path).name}; "
             "rebuild with convert build-engine"
         )
+    admission = admit(path, manifest, allow_ungated)
     if manifest is not None:  # an engine of either backend: it must be the file it describes
         check_engine_manifest(manifest, path, backend)
+        if unsuited := int8_unsuited(manifest, cpu_flags()):
+            log.warning("%s: %s", path, unsuited)
     card = load_card(path, manifest)
     runtime = load_runtime(backend, path, **runtime_options)
     if runtime.num_outputs != len(card.classes):
@@ -123,4 +134,5 @@ def load_model(path: Path, backend: str, **runtime_options) -> LoadedModel:
         raise ModelError(f"{path}: {problem}")
     # check_manifest has just hashed the file and found it equal to the manifest's record
     sha256 = manifest["engine_sha256"] if manifest is not None else file_sha256(path)
-    return LoadedModel(runtime=runtime, card=card, path=path, sha256=sha256, manifest=manifest)
+    return LoadedModel(runtime=runtime, card=card, path=path, sha256=sha256, manifest=manifest,
+                       admission=admission)

@@ -253,6 +253,13 @@ class MqttClient:
         data = encode_payload(payload)
         return self._client.publish(self.topics.stats, data, qos=0).rc == 0
 
+    def republish_birth(self) -> None:
+        """The birth again, with its fields as they are now (e.g. after a model swap)."""
+        if self.ready.is_set():
+            payload = status_payload("online", self.site,
+                                     {**self._current_birth(), **self._identity})
+            self._client.publish(self.topics.status, payload, qos=1, retain=True)
+
     def stop(self, timeout: float = 2.0) -> None:
         """Publish `stopped` (if connected), disconnect cleanly (no last will) and end the loop."""
         if not self._started:

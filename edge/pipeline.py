@@ -139,6 +139,7 @@ class Pipeline:
         self._busy = False
         self._faults = RateLimitedLog(log)
         self._threads: list[threading.Thread] = []
+        self._swap: tuple[FrameProcessor, dict, threading.Event] | None = None
 
     @property
     def finished(self) -> bool:
@@ -168,6 +169,22 @@ class Pipeline:
         if self._threads:
             self._emit(self.inspection.stop(), force_state=True)
         self._threads = []
+
+    def swap(self, processor: FrameProcessor, model_info: dict) -> threading.Event:
+        """Hand the inference thread a new model; it takes it between two frames. The returned
+        event is set once the old processor will not be used again."""
+        done = threading.Event()
+        self._swap = (processor, model_info, done)
+        if not any(t.is_alive() for t in self._threads[1:]):  # no inference thread: now
+            self._take_swap()
+        return done
+
+    def _take_swap(self) -> None:
+        pending, self._swap = self._swap, None
+        if pending is not None:
+            self.processor, info, done = pending
+            self.inspection.use_model(self.processor.rule, info)
+            done.set()
 
     def _grab_loop(self) -> None:
         while not self._stop_grabbing.is_set():
@@ -200,6 +217,8 @@ class Pipeline:
         while True:
             if self.watchdog is not None:
                 self.watchdog.kick()
+            if self._swap is not None:
+                self._take_swap()
             frame = self.frames.get(_POLL_S)
             if frame is None:
                 if self._stop_inference.is_set():

@@ -9,6 +9,8 @@ import onnx
 import pytest
 
 from convert.onnx_graph import graph_outputs, head_nodes
+from edge.errors import ModelError
+from edge.inference.cpuflags import cpu_flags, int8_reduce_range
 from edge.model import file_sha256, load_model
 from edge.modelcard import ModelCard
 from tests.fixtures.convert import THREADS, copy_run, negate_head, run_convert, tile_batch
@@ -86,8 +88,43 @@ def test_int8_gate_is_reported_honestly(exported_run, tmp_path, capsys):
     assert manifest["gate"]["passed"] is passed
     calibration = manifest["calibration"]
     assert calibration["split"] == "train" and calibration["tiles"] == 4 * 7
+    assert calibration["images"] == calibration["requested_images"] == 4
     assert (tmp_path / re.sub(r".*/", "", calibration["cache"])).is_file()
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(written)).graph.node)
+
+
+def test_int8_decision_is_paired_with_the_onnx_and_explained(exported_run, tmp_path, capsys):
+    out = tmp_path / "model-int8.onnx"
+    result = build(capsys, exported_run.path.parent, out, "int8", "--calib-images", 4)
+    assert result.code in (0, 3), result.err
+    written = out if result.code == 0 else out.with_name(out.name + ".rejected")
+    manifest = json.loads(written.with_name(written.name + ".json").read_text())
+    gate = manifest["gate"]
+    reduce_range, why = int8_reduce_range(cpu_flags())  # this CPU's: VNNI gets 8-bit weights
+    assert manifest["calibration"]["reduce_range"] is reduce_range
+    assert manifest["calibration"]["reduce_range_reason"] == why
+    assert why in manifest["precision_notes"]
+    card = ModelCard.load(exported_run.path.parent / "modelcard.json")
+    assert gate["decision"] == "paired vs onnx fp32"
+    columns = [*card.class_names, "defect-free"]
+    refused = []
+    for view in ("crops", "frames"):
+        paired = gate["paired"][view]
+        assert [c["column"] for c in paired] == columns
+        for c in paired:
+            low, high = c["diff_interval"]
+            assert low <= c["candidate_f1"] - c["reference_f1"] + 1e-9 and low <= high
+            assert c["n"] == gate["sizes"][view] and c["reason"]
+            line = f"  {view} {c['column']}: +{c['flips_to_present']}/-{c['flips_to_absent']} "
+            assert line in result.out  # every decision is printed with its reason
+            if c["refused"]:
+                refused.append((view, c["column"]))
+    print(next(ln for ln in result.out.splitlines() if ln.startswith("paired with")))
+    print("\n".join(ln for ln in result.out.splitlines() if ln.startswith("  crops ")
+                    or ln.startswith("  frames ")))
+    onnx_failures = [f for f in gate["failures"] if not f.get("reason")]
+    assert gate["passed"] is (not refused and not onnx_failures)
+    assert {(f["view"], f["column"]) for f in gate["failures"]} >= set(refused)
 
 
 def test_broken_candidate_fails_with_exit_3_and_nothing_at_path(exported_run, tmp_path, capsys):
@@ -109,6 +146,42 @@ def test_broken_candidate_fails_with_exit_3_and_nothing_at_path(exported_run, tm
     (verdict,) = [ln for ln in result.out.splitlines() if ln.startswith("verdict:")]
     assert verdict.startswith("verdict: FAIL") and all(name in verdict for name in failing)
     assert " FAIL" in result.out.split("verdict")[0]  # the drop row marks the failing cells
+    # the line PC refuses the refused engine, also under its old name
+    for candidate in (rejected, tmp_path / "renamed.onnx"):
+        if candidate != rejected:
+            candidate.write_bytes(rejected.read_bytes())
+            candidate.with_name("renamed.onnx.json").write_bytes(
+                rejected.with_name(rejected.name + ".json").read_bytes())
+        with pytest.raises(ModelError, match="the gate did not pass .*refused: "):
+            load_model(candidate, "onnxruntime", max_batch=2, threads=1)
+
+
+def test_calibration_records_the_images_there_really_were(exported_run, tmp_path, caplog):
+    from convert.build import BuildOptions, _calibration  # noqa: PLC0415
+    from convert.tiles import open_run_data  # noqa: PLC0415
+
+    run = exported_run.path.parent
+    card = ModelCard.load(run / "modelcard.json")
+    folder, splits = open_run_data(card, run, None)
+    available = len(splits["train"])
+    opts = BuildOptions(run=run, out=tmp_path / "e.onnx", precision="int8",
+                        backend="onnxruntime", calib_images=available + 1000)
+    tiles, info = _calibration(opts, folder, splits, "0" * 64)
+    assert info["images"] == available and info["requested_images"] == available + 1000
+    assert info["tiles"] == len(tiles) == available * 7
+    assert f"the training split has only {available} images" in caplog.text
+    small = BuildOptions(run=run, out=tmp_path / "e.onnx", precision="int8",
+                         backend="onnxruntime", calib_images=2)
+    caplog.clear()
+    _calibration(small, folder, splits, "0" * 64)
+    assert "INT8 calibration on only 14 tiles (2 images)" in caplog.text
+
+
+def test_precision_defaults_to_fp16_only_on_gpus():
+    from convert.commands.build_engine import default_precision  # noqa: PLC0415
+
+    assert default_precision("tensorrt") == "fp16"
+    assert default_precision("onnxruntime") == "fp32"
 
 
 @pytest.mark.parametrize(
@@ -136,6 +209,18 @@ def test_missing_inputs_give_one_line_errors(exported_run, tmp_path, capsys):
         assert result.code == 2
         (line,) = result.err.strip().splitlines()
         assert message in line and line.startswith("convert build-engine: error:")
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "modelcard.json"])
+def test_out_that_would_overwrite_the_run_is_refused(exported_run, tmp_path, capsys, name):
+    run = copy_run(exported_run.path.parent, tmp_path / "run")
+    before = file_sha256(run / name)
+    result = build(capsys, run, run / name, "fp32")
+    assert result.code == 2 and "Traceback" not in result.err
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith("convert build-engine: error: ")
+    assert f"--out would overwrite the run's {name}" in line
+    assert file_sha256(run / name) == before
 
 
 def test_wrong_model_is_refused_before_building(exported_run, tmp_path, capsys):

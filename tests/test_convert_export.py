@@ -46,6 +46,16 @@ def test_export_matches_keras_on_real_tiles(exported_run):
     assert onnx_out.std() > 0  # a real model, not a constant
 
 
+def test_exporting_the_same_model_twice_gives_the_same_file(exported_run, tmp_path):
+    from convert.export import export_onnx  # noqa: PLC0415
+    from edge.model import file_sha256  # noqa: PLC0415
+
+    run = copy_run(exported_run.path.parent, tmp_path / "run")
+    (run / "model.onnx").unlink()
+    again = export_onnx(run, threads=THREADS)
+    assert file_sha256(again.path) == file_sha256(exported_run.path)
+
+
 def test_parity_failure_rejects_with_the_measured_difference(exported_run, tmp_path):
     candidate = tmp_path / "model.onnx"
     shutil.copyfile(exported_run.path, candidate)

@@ -34,6 +34,7 @@ def engine(tmp_path):
         **GTX1060.as_manifest(),
         "onnx_path": str(onnx_path),
         "onnx_sha256": file_sha256(onnx_path),
+        "gate": {"passed": True},
     }
     return path, onnx_path, manifest
 

@@ -66,22 +66,22 @@ def test_runtime_refuses_wrong_batches(tmp_path):
 
 
 def test_load_model_reads_card_beside_onnx_and_checks_class_count(tmp_path):
-    path = write_mean_model(tmp_path, thresholds=(0.5, 0.4, 0.3))
-    loaded = load_model(path, "onnxruntime", max_batch=2)
+    path = write_mean_model(tmp_path, thresholds=(0.5, 0.4, 0.3), gate=None)
+    loaded = load_model(path, "onnxruntime", allow_ungated=True, max_batch=2)
     assert loaded.thresholds == [0.5, 0.4, 0.3] and len(loaded.sha256) == 64
     loaded.close()
     (tmp_path / "modelcard.json").write_text(json.dumps(CARD))  # a card of 2 classes
     with pytest.raises(ModelError, match="3 outputs but its card names 2 classes"):
-        load_model(path, "onnxruntime")
+        load_model(path, "onnxruntime", allow_ungated=True)
 
 
 def test_load_model_errors(tmp_path):
     with pytest.raises(ModelError, match="model file not found"):
         load_model(tmp_path / "none.onnx", "onnxruntime")
-    path = write_mean_model(tmp_path)
+    path = write_mean_model(tmp_path, gate=None)
     (tmp_path / "modelcard.json").unlink()
     with pytest.raises(ModelError, match="no modelcard.json beside it"):
-        load_model(path, "onnxruntime")
+        load_model(path, "onnxruntime", allow_ungated=True)
     with pytest.raises(ModelError, match="unknown backend 'openvino'"):
         load_runtime("openvino", path)
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")

@@ -30,6 +30,7 @@ from edge.cli import main as edge_main
 from edge.config import EdgeConfig, load_config, parse_config
 from edge.errors import ConfigError, ModelError
 from edge.model import file_sha256, load_model
+from edge.modelcard import ModelCard
 from edge.mqtt import Topics
 from edge.sources.replay import UnreadableImage, read_gray
 from tests.fixtures.broker import Subscriber
@@ -40,6 +41,7 @@ from tests.fixtures.edge_daemon import (
     validate_messages,
     write_config,
     write_frames,
+    write_gate_manifest,
     write_mean_model,
 )
 from tests.fixtures.reliability import running_daemon, wait_until
@@ -297,6 +299,7 @@ def write_model_with_input(folder: Path, dims: list, elem_type=TensorProto.UINT8
     model = onnx.load(path)
     model.graph.input[0].CopyFrom(helper.make_tensor_value_info("image", elem_type, dims))
     onnx.save(model, path)
+    write_gate_manifest(path, ModelCard.load(folder / "modelcard.json"), passed=True)
     return path
 
 
@@ -356,7 +359,7 @@ def test_train_fit_on_a_malformed_csv_is_one_line(tmp_path):
 
 def engine_with_manifest(folder: Path, built_for: str, **changes) -> Path:
     """A mean-model "engine" with a build-engine style manifest (its card embedded)."""
-    path = write_mean_model(folder)
+    path = write_mean_model(folder, gate=None)
     engine = path.with_name("model-fp32.onnx")
     path.rename(engine)
     manifest = {
@@ -364,6 +367,7 @@ def engine_with_manifest(folder: Path, built_for: str, **changes) -> Path:
         "engine_sha256": file_sha256(engine),
         "card": json.loads((folder / "modelcard.json").read_text()),
         "gpu": {"name": "GeForce GTX 1060 6GB", "compute_capability": "6.1"},
+        "gate": {"passed": True},
         **changes,
     }
     engine.with_name(engine.name + ".json").write_text(json.dumps(manifest))

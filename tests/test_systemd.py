@@ -107,6 +107,8 @@ def test_the_command_lines_parse_with_the_real_cli():
     assert start_args.command == "run"
     assert pre_args.config == start_args.config == "/etc/steel-inspect/edge.toml"
     assert shlex.split(start)[0] == "/opt/steel-inspect/venv/bin/edge"
+    (reload,) = settings["ExecReload"]  # edge run reloads the model on SIGHUP
+    assert shlex.split(reload) == ["/bin/kill", "-HUP", "$MAINPID"]
 
 
 def test_the_unit_keeps_what_the_gpu_and_camera_need():

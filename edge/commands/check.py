@@ -89,11 +89,14 @@ def _check_model(config):
     import numpy as np  # noqa: PLC0415
 
     from edge.events import DefectRule  # noqa: PLC0415
+    from edge.inference.cpuflags import inference_threads  # noqa: PLC0415
     from edge.model import load_model  # noqa: PLC0415
     from edge.pipeline import FrameProcessor  # noqa: PLC0415
 
     m = config.model
-    model = load_model(m.path, m.backend, max_batch=m.max_batch, threads=m.threads)
+    model = load_model(m.path, m.backend, max_batch=m.max_batch,
+                       threads=inference_threads(m.threads),
+                       allow_ungated=m.allow_ungated)
     try:
         rule = DefectRule(model.card, config.events)
         FrameProcessor(model, rule, config.tiling)  # tiling that cannot cut this model's tiles
@@ -110,6 +113,8 @@ def _check_model(config):
     )
     detail = (f"{card.name} {card.version} ({m.backend}, {spec.width}x{spec.height} tiles, "
               f"batch {spec.max_batch}; thresholds {thresholds})")
+    if model.admission.warning:
+        detail = f"{detail}\n  WARNING: {model.admission.warning}"
     return detail, model
 
 

@@ -28,7 +28,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from edge.commands.run import install_stop_handlers, log_to_stdout, run_daemon  # noqa: PLC0415
+    from edge.commands.run import (  # noqa: PLC0415
+        install_reload_handler,
+        install_stop_handlers,
+        log_to_stdout,
+        run_daemon,
+    )
     from edge.config import ReplayCameraConfig, load_config  # noqa: PLC0415
     from edge.daemon import Daemon  # noqa: PLC0415
     from edge.errors import ConfigError  # noqa: PLC0415
@@ -46,7 +51,7 @@ def run(args) -> int:
     stop = install_stop_handlers()
     daemon = Daemon(config, lossless=True)
     clock = _ReplayClock(daemon, args.timeout)
-    run_daemon(daemon, stop, until=clock.done, tick=0.1)
+    run_daemon(daemon, stop, until=clock.done, tick=0.1, reload=install_reload_handler())
     print_summary(daemon, clock, file=sys.stdout)
     return 0 if daemon.outbox.depth == 0 and clock.frames_done_at and _sizes_ok(daemon) else 1
 

@@ -1,6 +1,8 @@
 """`edge run --config FILE`: the daemon. Logs go to stdout (journald adds the timestamps).
 
-SIGTERM or SIGINT stop it in order (see edge.daemon); it exits 0 after a clean stop.
+SIGTERM or SIGINT stop it in order (see edge.daemon); it exits 0 after a clean stop. SIGHUP
+(`systemctl reload`) reloads `model.path` in the background and swaps it in between two frames
+(edge.inference.reload); a model that fails to load leaves the running one in place.
 """
 
 from __future__ import annotations
@@ -32,16 +34,22 @@ def run(args) -> int:
     config = load_config(args.config)
     log_to_stdout("DEBUG" if args.verbose else config.logging.level)
     stop = install_stop_handlers()
+    reload = install_reload_handler()
     daemon = Daemon(config)
-    run_daemon(daemon, stop)
+    run_daemon(daemon, stop, reload=reload)
     return 0
 
 
-def run_daemon(daemon, stop: threading.Event, until=None, tick: float = _TICK_S) -> None:
-    """Start, tick until `stop` is set (or `until()` is true), shut down; also on errors."""
+def run_daemon(daemon, stop: threading.Event, until=None, tick: float = _TICK_S,
+               reload: threading.Event | None = None) -> None:
+    """Start, tick until `stop` is set (or `until()` is true), shut down; also on errors.
+    A set `reload` event (SIGHUP) starts a background model reload."""
     try:
         daemon.start()
         while not stop.wait(tick):
+            if reload is not None and reload.is_set():
+                reload.clear()
+                daemon.reload()
             daemon.tick()
             if until is not None and until():
                 break
@@ -59,6 +67,18 @@ def install_stop_handlers() -> threading.Event:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     return stop
+
+
+def install_reload_handler() -> threading.Event:
+    """SIGHUP sets the returned event (the main loop reloads the model)."""
+    reload = threading.Event()
+
+    def on_hangup(signum, frame):
+        log.info("received SIGHUP: reloading the model")
+        reload.set()
+
+    signal.signal(signal.SIGHUP, on_hangup)
+    return reload
 
 
 def log_to_stdout(level: str) -> None:

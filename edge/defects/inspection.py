@@ -38,6 +38,11 @@ class TileInspection:
     def failed(self, frame: Frame) -> list:
         return []
 
+    def use_model(self, rule: DefectRule, model: dict) -> None:
+        """A hot-swapped model: its thresholds and name from the next frame on."""
+        self.rule = rule
+        self.builder = EventBuilder(self.builder.site, model)
+
     def idle(self) -> list:
         return []
 
@@ -61,6 +66,15 @@ class CoilInspection:
         self._builder_key: int | None = None
         self._next_state = 0.0
         self._dirty = False
+
+    def use_model(self, rule: DefectRule, model: dict) -> None:
+        """A hot-swapped model: its thresholds and name from the next frame on (the open coil
+        goes on; its report names the model in use when it ends)."""
+        self.model = dict(model)
+        self.ledger.model = dict(model)
+        self.classes = ClassCuts(rule.class_ids, rule.class_names, rule.cuts)
+        if self._builder is not None:
+            self._builder.classes = self.classes
 
     def restore(self, state: dict) -> list:
         """Resume the coil a crash interrupted; without tracking it ends here (reported)."""
