@@ -1,0 +1,1 @@
+"""Probabilities -> defect objects in strip coordinates -> events and coil reports."""
