@@ -1,4 +1,4 @@
-"""Defect boxes from class activation maps: the cells of a defect's tiles that reach its class level.
+"""Defect boxes from class activation maps: the cells of a defect's tiles reaching a class level.
 
 Every model ends in global average pooling + Dense + sigmoid, so the class activation map of class
 c, `cam_c(y, x) = W_c . F(y, x) + b_c`, is a grid of logits whose mean is exactly the tile's logit.
@@ -82,7 +82,8 @@ def localise(
     if len(tile_boxes) != len(cams):
         raise ValueError(f"{len(tile_boxes)} tile boxes but {len(cams)} cam maps")
     level = cam_level(threshold)
-    parts = [_selected_cells(box, np.asarray(cam), level) for box, cam in zip(tile_boxes, cams)]
+    parts = [_selected_cells(box, np.asarray(cam), level)
+             for box, cam in zip(tile_boxes, cams, strict=True)]
     rects = np.concatenate(parts) if parts else np.zeros((0, 4), dtype=np.int64)
     if len(rects) == 0:
         return None
