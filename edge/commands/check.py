@@ -74,7 +74,7 @@ def _check_config(path):
 
 def _check_model(config):
     from edge.events import DefectRule  # noqa: PLC0415
-    from edge.model import load_model  # noqa: PLC0415
+    from edge.model import NO_CAM, load_model  # noqa: PLC0415
 
     m = config.model
     model = load_model(m.path, m.backend, max_batch=m.max_batch, threads=m.threads)
@@ -85,8 +85,10 @@ def _check_model(config):
         thresholds = ", ".join(
             f"{n} {t:.2f}" for n, t in zip(rule.class_names, rule.thresholds, strict=True)
         )
+        cam = model.runtime.cam_shape
+        localisation = f"cam {cam[0]}x{cam[1]}" if cam else NO_CAM
         detail = (f"{card.name} {card.version} ({m.backend}, {spec.width}x{spec.height} tiles, "
-                  f"batch {spec.max_batch}; thresholds {thresholds})")
+                  f"batch {spec.max_batch}; thresholds {thresholds}; {localisation})")
     finally:
         model.close()
     return detail, True
