@@ -91,3 +91,12 @@ def test_union_area_matches_a_raster():
     for x0, y0, x1, y1 in rects:
         raster[y0:y1, x0:x1] = True
     assert union_area(rects) == raster.sum()
+
+
+def test_cells_far_below_the_peak_are_left_out():
+    cam = cam_with([(1, 1)], value=10.0)
+    cam[1, 2] = 3.0  # over the threshold's logit (0) but under 0.4 of the way to the peak
+    cam[1, 3] = 5.0  # over it
+    result = localise([(0, 0, 256, 256)], [cam], 0.5, peak_fraction=0.4)
+    assert result.box_px == (32, 32, 96, 32) and result.cells == 2
+    assert localise([(0, 0, 256, 256)], [cam], 0.5, peak_fraction=0.0).cells == 3
