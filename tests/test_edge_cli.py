@@ -179,6 +179,8 @@ def test_check_passes_when_everything_is_there_and_never_prints_the_password(
     rows = {line.split()[0]: line.split()[1] for line in out.splitlines()}
     assert rows == {"config": "OK", "model": "OK", "camera": "OK", "outbox": "OK", "broker": "OK"}
     assert "a.png 512x256" in out and "mean-model test-1" in out
+    # the hand-made mean model has no cam output: boxes stay tile-sized, and check says so
+    assert "no class activation map output 'cam': defect boxes stay tile-sized" in out
     assert "hunter2" not in out and "password from" in out
 
 
