@@ -32,6 +32,7 @@ from edge.inference.cpuflags import cpu_flags, int8_reduce_range
 from edge.model import file_sha256, manifest_path
 from edge.modelcard import MODELCARD_FILE, ModelCard
 from edge.runtime import load_runtime
+from edge.runtime.base import CAM_OUTPUT
 from edge.tiling import tile_boxes
 from train import rundir
 
@@ -207,6 +208,7 @@ def build_and_gate(opts: BuildOptions) -> BuildOutcome:
             calibration=candidate.calibration,
         )
         manifest["engine_file"] = out.name
+        manifest["cam"] = cam_manifest(candidate.path, opts.backend, onnx_path)
         target = out if report.passed else rejected_path(out)
         other = rejected_path(out) if report.passed else out
         _remove(other)
@@ -229,6 +231,14 @@ def _refuse_run_file(out: Path, run: Path) -> None:
                 f"{out}: --out would overwrite the run's {name}; give another file, "
                 f"e.g. {run / 'engines' / 'model-fp32.onnx'}"
             )
+
+
+def cam_manifest(engine: Path, backend: str, onnx_path: Path) -> dict | None:
+    """The engine's `cam` output (edge.runtime.base.CAM_OUTPUT) as the ONNX declares it, or None
+    for a model exported without it; engines keep it in FP32 like the head."""
+    outputs = graph_outputs(load_onnx(engine if backend == "onnxruntime" else onnx_path))
+    cam = next((o for o in outputs if o.name == CAM_OUTPUT), None)
+    return None if cam is None else {**cam.as_dict(), "precision": "fp32"}
 
 
 def raise_if_failed(outcome: BuildOutcome) -> None:

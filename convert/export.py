@@ -4,7 +4,9 @@ Route (the leanest of those measured, docs/performance.md "ONNX export"): a chil
 the Keras model, writes its probabilities on the parity tiles and exports a SavedModel; a second
 child runs the tf2onnx command line on it. This process never imports TensorFlow, so the peak
 memory is that of the larger child. The ONNX is accepted only if ONNX Runtime reproduces the
-Keras probabilities on real tiles within `PARITY_TOLERANCE`.
+Keras probabilities on real tiles within `PARITY_TOLERANCE`, and its second output `cam` (the
+class activation maps, `convert.cam`) averages back to those probabilities within
+`CAM_IDENTITY_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from convert.cam import CAM_IDENTITY_TOLERANCE, add_cam_output, sigmoid_of_mean
 from convert.errors import ExportError
 from convert.onnx_graph import check_contract, name_unnamed_nodes, normalise_after_layout
 from convert.tiles import parity_tiles
@@ -44,6 +47,8 @@ class ExportResult:
     tiles: int
     tiles_source: str
     findings: list[Finding] = field(default_factory=list)
+    cam_shape: tuple[int, int] | None = None
+    cam_max_abs_diff: float | None = None  # |sigmoid(mean(cam)) - probabilities|, max
 
 
 def run_child(command: list[str], log_path: Path, what: str, threads: int) -> None:
@@ -83,6 +88,8 @@ def finish_graph(path: Path, card: ModelCard) -> onnx.ModelProto:
     saves the result to `path` and returns it."""
     model = onnx.load(str(path))
     check_contract(model, card, "exported ONNX")
+    height, width = add_cam_output(model)
+    log.info("added the %dx%d class activation map output 'cam'", height, width)
     for value in (*model.graph.input, *model.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
     moved = normalise_after_layout(model)
@@ -100,24 +107,40 @@ def finish_graph(path: Path, card: ModelCard) -> onnx.ModelProto:
 
 
 def onnx_probabilities(path: Path, tiles: np.ndarray, threads: int) -> np.ndarray:
+    return onnx_outputs(path, tiles, threads)[0]
+
+
+def onnx_outputs(path: Path, tiles: np.ndarray, threads: int):
+    """(probabilities, cam or None) of the ONNX on `tiles`, through the edge runtime."""
     with load_runtime("onnxruntime", path, max_batch=8, threads=threads, warm_up=False) as rt:
-        return rt.infer_all(tiles)
+        return rt.infer_all_with_cam(tiles)
 
 
 def check_parity(
     candidate: Path, tiles: np.ndarray, reference: np.ndarray, source: str, rejected: Path,
     threads: int = 0,
-) -> float:
-    """Max abs probability difference ONNX Runtime vs Keras; over the limit, the candidate is
+) -> tuple[float, float | None]:
+    """Max abs probability difference ONNX Runtime vs Keras, and max abs difference between
+    sigmoid(mean(cam)) and the probabilities (None without cam); over a limit, the candidate is
     moved to `rejected` and ExportError names the difference."""
-    diff = float(np.max(np.abs(onnx_probabilities(candidate, tiles, threads) - reference)))
+    probabilities, cam = onnx_outputs(candidate, tiles, threads)
+    diff = float(np.max(np.abs(probabilities - reference)))
     if not diff <= PARITY_TOLERANCE:  # also catches NaN
         os.replace(candidate, rejected)
         raise ExportError(
             f"ONNX Runtime differs from Keras by {diff:.3g} (max abs probability, > "
             f"{PARITY_TOLERANCE:g}) on {len(tiles)} {source}; kept as {rejected}"
         )
-    return diff
+    if cam is None:
+        return diff, None
+    cam_diff = float(np.max(np.abs(sigmoid_of_mean(cam) - probabilities)))
+    if not cam_diff <= CAM_IDENTITY_TOLERANCE:
+        os.replace(candidate, rejected)
+        raise ExportError(
+            f"sigmoid(mean(cam)) differs from the probabilities by {cam_diff:.3g} (> "
+            f"{CAM_IDENTITY_TOLERANCE:g}) on {len(tiles)} {source}; kept as {rejected}"
+        )
+    return diff, cam_diff
 
 
 def export_onnx(
@@ -147,12 +170,18 @@ def export_onnx(
         candidate = work / rundir.ONNX_FILE
         convert_saved_model(work / "saved_model", candidate, card, opset, work, threads)
         model = finish_graph(candidate, card)
+        height, width = _cam_size(model)
         reference = np.load(work / "keras.npy")
-        diff = check_parity(candidate, parity, reference, source, rejected, threads)
+        diff, cam_diff = check_parity(candidate, parity, reference, source, rejected, threads)
         os.replace(candidate, target)
     if rejected.exists():
         rejected.unlink()  # from an earlier failed export
     findings = check_tensorrt86(model)
-    log.info("wrote %s: max abs difference to Keras %.2g on %d %s", target, diff, len(parity),
-             source)
-    return ExportResult(target, diff, len(parity), source, findings)
+    log.info("wrote %s: max abs difference to Keras %.2g on %d %s; sigmoid(mean(cam)) within "
+             "%.2g", target, diff, len(parity), source, cam_diff)
+    return ExportResult(target, diff, len(parity), source, findings, (height, width), cam_diff)
+
+
+def _cam_size(model: onnx.ModelProto) -> tuple[int, int]:
+    cam = model.graph.output[1].type.tensor_type.shape.dim
+    return cam[2].dim_value, cam[3].dim_value

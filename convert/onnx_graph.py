@@ -10,10 +10,12 @@ from onnx import TensorProto, helper
 
 from convert.errors import EngineBuildError
 from edge.errors import ModelError
+from edge.runtime.base import CAM_OUTPUT
 
 # Ops that may sit between the last matrix product and the output (bias, activation, plumbing).
 HEAD_TAIL_OPS = {"Sigmoid", "Add", "Identity", "Cast", "Reshape", "Squeeze", "Flatten"}
 HEAD_MATMUL_OPS = {"MatMul", "Gemm"}
+CAM_PREFIX = "cam/"  # names of the nodes convert.cam adds for the `cam` output
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ def graph_outputs(model: onnx.ModelProto) -> list[TensorInfo]:
 
 
 def check_contract(model: onnx.ModelProto, card, where) -> None:
-    """One uint8 [N, H, W, C] input and one float32 [N, classes] output, as the card says."""
+    """One uint8 [N, H, W, C] input and one float32 [N, classes] output, as the card says, and
+    optionally a second output `cam` float32 [N, classes, h, w]."""
     inputs, outputs = graph_inputs(model), graph_outputs(model)
     tile = [card.input.height, card.input.width, card.input.channels]
     if len(inputs) != 1 or inputs[0].dtype != "uint8" or inputs[0].shape[1:] != tile:
@@ -68,10 +71,17 @@ def check_contract(model: onnx.ModelProto, card, where) -> None:
         raise ModelError(f"{where}: input {found} does not match the model card "
                          f"(uint8 [N, {', '.join(map(str, tile))}])")
     classes = len(card.classes)
-    if len(outputs) != 1 or outputs[0].dtype != "float32" or outputs[0].shape[1:] != [classes]:
+    if (len(outputs) not in (1, 2) or outputs[0].dtype != "float32"
+            or outputs[0].shape[1:] != [classes]):
         found = ", ".join(f"{o.name} {o.dtype} {o.shape}" for o in outputs)
         raise ModelError(f"{where}: output {found} does not match the model card "
                          f"(float32 [N, {classes}] for {classes} classes)")
+    if len(outputs) == 2:
+        cam = outputs[1]
+        if (cam.name != CAM_OUTPUT or cam.dtype != "float32" or len(cam.shape) != 4
+                or cam.shape[1] != classes or not all(isinstance(d, int) for d in cam.shape[2:])):
+            raise ModelError(f"{where}: second output {cam.name} {cam.dtype} {cam.shape} is not "
+                             f"{CAM_OUTPUT!r} float32 [N, {classes}, h, w]")
 
 
 def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
@@ -86,7 +96,7 @@ def head_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the classification head: output back to (and including) the last MatMul/Gemm.
 
     Quantisation and float16 conversion leave these in FP32: compressing the sigmoid's input moves
-    scores across the per-class thresholds.
+    scores across the per-class thresholds. The cam branch (nodes named cam/...) is included.
     """
     by_output = producers(model)
     names: list[str] = []
@@ -97,7 +107,7 @@ def head_nodes(model: onnx.ModelProto) -> list[str]:
             if node.op_type in HEAD_MATMUL_OPS:
                 break
             node = by_output.get(node.input[0])
-    return names
+    return names + [node.name for node in model.graph.node if node.name.startswith(CAM_PREFIX)]
 
 
 def name_unnamed_nodes(model: onnx.ModelProto) -> None:

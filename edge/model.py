@@ -26,6 +26,8 @@ from edge.runtime import Runtime, load_runtime
 
 log = logging.getLogger(__name__)
 
+NO_CAM = "no class activation map output 'cam': defect boxes stay tile-sized"
+
 
 @dataclass
 class LoadedModel:
@@ -132,6 +134,8 @@ def load_model(
     if problem:
         runtime.close()
         raise ModelError(f"{path}: {problem}")
+    if runtime.cam_shape is None:
+        log.warning("%s: %s; re-export it with convert export-onnx to get them", path, NO_CAM)
     # check_manifest has just hashed the file and found it equal to the manifest's record
     sha256 = manifest["engine_sha256"] if manifest is not None else file_sha256(path)
     return LoadedModel(runtime=runtime, card=card, path=path, sha256=sha256, manifest=manifest,

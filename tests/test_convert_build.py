@@ -8,6 +8,7 @@ import re
 import onnx
 import pytest
 
+from convert.cam import sigmoid_of_mean
 from convert.onnx_graph import graph_outputs, head_nodes
 from edge.errors import ModelError
 from edge.inference.cpuflags import cpu_flags, int8_reduce_range
@@ -42,6 +43,8 @@ def test_fp32_passes_and_writes_the_manifest(exported_run, tmp_path, capsys):
                                  "host_dtype": "uint8", "host_cast": None}
     assert manifest["output"] == {"name": "probabilities", "dtype": "float32",
                                   "shape": ["N", len(card.classes)]}
+    assert manifest["cam"] == {"name": "cam", "dtype": "float32", "precision": "fp32",
+                               "shape": ["N", len(card.classes), 8, 8]}
     assert manifest["max_batch"] == 8 and manifest["opt_batch"] == 7
     assert manifest["classes"] == card.class_names
     assert manifest["thresholds"] == card.thresholds
@@ -64,11 +67,19 @@ def test_fp16_passes_with_an_fp32_head_and_output(exported_run, tmp_path, capsys
     model = onnx.load(str(out))
     assert graph_outputs(model)[0].dtype == "float32"
     weights = {i.name: i for i in model.graph.initializer}
-    conv_types = {weights[n.input[1]].data_type for n in model.graph.node if n.op_type == "Conv"}
+    conv_types = {weights[n.input[1]].data_type for n in model.graph.node
+                  if n.op_type == "Conv" and not n.name.startswith("cam/")}
     assert conv_types == {onnx.TensorProto.FLOAT16}
     nodes = {n.name: n for n in model.graph.node}
     matmul = next(nodes[h] for h in head_nodes(model) if nodes[h].op_type in ("MatMul", "Gemm"))
     assert weights[matmul.input[1]].data_type == onnx.TensorProto.FLOAT
+    # the class activation map is computed like the head, in FP32, and stays an FP32 output
+    assert weights[nodes["cam/conv"].input[1]].data_type == onnx.TensorProto.FLOAT
+    assert [(o.name, o.dtype) for o in graph_outputs(model)][1] == ("cam", "float32")
+    loaded = load_model(out, "onnxruntime", max_batch=4, threads=1)
+    probabilities, cam = loaded.runtime.infer_with_cam(tile_batch(4))
+    loaded.close()
+    assert abs(sigmoid_of_mean(cam) - probabilities).max() < 5e-3  # 1.1e-3 measured
     manifest = json.loads(out.with_name(out.name + ".json").read_text())
     assert manifest["effective_precision"] == "fp16"
     assert "onnx fp32" in manifest["gate"]["rows"]["frames"]
@@ -90,7 +101,11 @@ def test_int8_gate_is_reported_honestly(exported_run, tmp_path, capsys):
     assert calibration["split"] == "train" and calibration["tiles"] == 4 * 7
     assert calibration["images"] == calibration["requested_images"] == 4
     assert (tmp_path / re.sub(r".*/", "", calibration["cache"])).is_file()
-    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(written)).graph.node)
+    model = onnx.load(str(written))
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    nodes = {n.name: n for n in model.graph.node}
+    assert nodes["cam/conv"].op_type == "Conv"  # not quantised: nodes_to_exclude kept it FP32
+    assert [(o.name, o.dtype) for o in graph_outputs(model)][1] == ("cam", "float32")
 
 
 def test_int8_decision_is_paired_with_the_onnx_and_explained(exported_run, tmp_path, capsys):

@@ -9,9 +9,10 @@ import numpy as np
 import onnx
 import pytest
 
+from convert.cam import CAM_IDENTITY_TOLERANCE, sigmoid_of_mean
 from convert.errors import ExportError
-from convert.export import PARITY_TOLERANCE, check_parity, onnx_probabilities
-from convert.onnx_graph import graph_inputs, graph_outputs
+from convert.export import PARITY_TOLERANCE, check_parity, onnx_outputs, onnx_probabilities
+from convert.onnx_graph import graph_inputs, graph_outputs, head_nodes, producers
 from convert.tiles import open_run_data, parity_tiles
 from edge.errors import DataError
 from edge.modelcard import ModelCard
@@ -21,11 +22,17 @@ from tests.fixtures.convert import THREADS, copy_run, run_convert
 def test_export_writes_the_contract(exported_run):
     model = onnx.load(str(exported_run.path))
     card = ModelCard.load(exported_run.path.parent / "modelcard.json")
-    (image,), (probabilities,) = graph_inputs(model), graph_outputs(model)
+    (image,), (probabilities, cam) = graph_inputs(model), graph_outputs(model)
+    classes = len(card.classes)
     assert (image.name, image.dtype, image.shape) == ("image", "uint8", ["N", 256, 256, 1])
     assert probabilities.name == "probabilities"
-    assert (probabilities.dtype, probabilities.shape) == ("float32", ["N", len(card.classes)])
-    assert model.graph.node[-1].op_type == "Sigmoid"  # the head computes in FP32, no rounding
+    assert (probabilities.dtype, probabilities.shape) == ("float32", ["N", classes])
+    assert (cam.name, cam.dtype, cam.shape) == ("cam", "float32", ["N", classes, 8, 8])
+    assert exported_run.cam_shape == (8, 8)
+    # the head computes in FP32, no rounding; the cam is one 1x1 convolution kept with the head
+    assert producers(model)["probabilities"].op_type == "Sigmoid"
+    assert producers(model)["cam"].op_type == "Conv"
+    assert "cam/conv" in head_nodes(model)
     # the scalar normalisation runs on NCHW pixels (convert.onnx_graph.normalise_after_layout)
     assert [node.op_type for node in model.graph.node[:4]] == ["Cast", "Reshape", "Mul", "Add"]
     assert exported_run.tiles_source.startswith("test-split tiles")
@@ -61,12 +68,54 @@ def test_parity_failure_rejects_with_the_measured_difference(exported_run, tmp_p
     shutil.copyfile(exported_run.path, candidate)
     tiles = np.random.default_rng(1).integers(0, 256, (4, 256, 256, 1), dtype=np.uint8)
     reference = onnx_probabilities(candidate, tiles, THREADS)
-    assert check_parity(candidate, tiles, reference, "tiles", tmp_path / "r.onnx") == 0.0
+    diff, cam_diff = check_parity(candidate, tiles, reference, "tiles", tmp_path / "r.onnx")
+    assert diff == 0.0 and cam_diff <= CAM_IDENTITY_TOLERANCE
     shifted = reference.copy()
     shifted[2, 1] += 3e-4
     with pytest.raises(ExportError, match=r"differs from Keras by 0\.0003 .*> 0\.0001"):
         check_parity(candidate, tiles, shifted, "tiles", tmp_path / "model.onnx.rejected")
     assert not candidate.exists() and (tmp_path / "model.onnx.rejected").is_file()
+
+
+def test_cam_averages_back_to_the_probabilities(exported_run):
+    """The identity the localisation relies on: sigmoid(mean(cam)) == probabilities."""
+    run = exported_run.path.parent
+    card = ModelCard.load(run / "modelcard.json")
+    tiles, _ = parity_tiles(card, run, 16, seed=6)
+    probabilities, cam = onnx_outputs(exported_run.path, tiles, THREADS)
+    assert cam.shape == (16, len(card.classes), 8, 8) and cam.dtype == np.float32
+    assert np.max(np.abs(sigmoid_of_mean(cam) - probabilities)) <= CAM_IDENTITY_TOLERANCE
+    assert exported_run.cam_max_abs_diff <= CAM_IDENTITY_TOLERANCE
+    assert cam.std(axis=(2, 3)).max() > 0.1  # cells differ: the map says where, not only if
+
+
+def test_a_model_without_cam_still_runs(exported_run, tmp_path):
+    from edge.runtime import load_runtime
+
+    model = onnx.load(str(exported_run.path))
+    del model.graph.output[1]
+    old = tmp_path / "old.onnx"
+    onnx.save(model, str(old))
+    tiles = np.random.default_rng(2).integers(0, 256, (3, 256, 256, 1), dtype=np.uint8)
+    with load_runtime("onnxruntime", old, max_batch=2, warm_up=False) as runtime:
+        probabilities, cam = runtime.infer_all_with_cam(tiles)
+        assert runtime.cam_shape is None and cam is None
+    np.testing.assert_allclose(probabilities, onnx_probabilities(exported_run.path, tiles, 1),
+                               atol=1e-6)
+
+
+def test_a_cam_that_does_not_average_back_is_rejected(exported_run, tmp_path):
+    candidate = tmp_path / "model.onnx"
+    model = onnx.load(str(exported_run.path))
+    bias = next(i for i in model.graph.initializer if i.name == "cam/bias")
+    bias.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(bias) + 0.5,
+                                               "cam/bias"))
+    onnx.save(model, str(candidate))
+    tiles = np.random.default_rng(3).integers(0, 256, (2, 256, 256, 1), dtype=np.uint8)
+    reference = onnx_probabilities(exported_run.path, tiles, THREADS)
+    with pytest.raises(ExportError, match=r"sigmoid\(mean\(cam\)\) differs"):
+        check_parity(candidate, tiles, reference, "tiles", tmp_path / "model.onnx.rejected")
+    assert (tmp_path / "model.onnx.rejected").is_file()
 
 
 def test_parity_falls_back_to_synthetic_tiles_when_the_data_is_gone(exported_run, tmp_path):

@@ -182,6 +182,8 @@ def test_check_passes_when_everything_is_there_and_never_prints_the_password(
                     "outbox": "OK", "broker": "OK", "tracking": "OK"}
     assert "camera frame: no defects, outputs valid" in out
     assert "a.png 512x256" in out and "mean-model test-1" in out
+    # the hand-made mean model has no cam output: boxes stay tile-sized, and check says so
+    assert "no class activation map output 'cam': defect boxes stay tile-sized" in out
     assert "hunter2" not in out and "password from" in out
 
 

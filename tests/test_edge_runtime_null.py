@@ -34,3 +34,13 @@ def test_null_runtime_checks_batches_like_the_real_backends():
 def test_null_runtime_rejects_bad_probabilities(probabilities):
     with pytest.raises(ModelError, match="probabilities"):
         load_runtime("null", "null", probabilities=probabilities)
+
+
+def test_null_runtime_cam_averages_back_to_its_probabilities():
+    runtime = load_runtime("null", "null", probabilities=[0.9, 0.25], max_batch=4, cam=(8, 8))
+    probabilities, cam = runtime.infer_all_with_cam(np.zeros((5, 256, 256, 1), np.uint8))
+    assert runtime.cam_shape == (8, 8) and cam.shape == (5, 2, 8, 8) and cam.dtype == np.float32
+    np.testing.assert_allclose(1 / (1 + np.exp(-cam.mean(axis=(2, 3)))), probabilities, atol=1e-6)
+    plain = load_runtime("null", "null", probabilities=[0.5])
+    assert plain.cam_shape is None
+    assert plain.infer_with_cam(np.zeros((1, 256, 256, 1), np.uint8))[1] is None

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 from convert.errors import EngineBuildError, TensorRTUnavailable
+from convert.onnx_graph import CAM_PREFIX
 from convert.tensorrt import require_tensorrt
 from edge.errors import ModelError
 from edge.manifest import Platform, capability_problem, probe_platform
@@ -177,10 +178,13 @@ class EngineBuilder:
         return cache
 
     def _keep_head_fp32(self) -> None:
-        """The last MatMul and everything after it (bias, sigmoid) compute in FP32."""
+        """The last MatMul and everything after it (bias, sigmoid), and the cam branch (the
+        ONNX nodes named cam/..., convert.cam), compute in FP32."""
         trt = self.trt
         names = []
-        for layer in head_layers(self.network, trt):
+        cam = [self.network.get_layer(i) for i in range(self.network.num_layers)
+               if self.network.get_layer(i).name.startswith(CAM_PREFIX)]
+        for layer in [*head_layers(self.network, trt), *cam]:
             layer.precision = trt.float32
             for i in range(layer.num_outputs):
                 layer.set_output_type(i, trt.float32)

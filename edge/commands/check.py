@@ -90,7 +90,7 @@ def _check_model(config):
 
     from edge.events import DefectRule  # noqa: PLC0415
     from edge.inference.cpuflags import inference_threads  # noqa: PLC0415
-    from edge.model import load_model  # noqa: PLC0415
+    from edge.model import NO_CAM, load_model  # noqa: PLC0415
     from edge.pipeline import FrameProcessor  # noqa: PLC0415
 
     m = config.model
@@ -111,8 +111,10 @@ def _check_model(config):
     thresholds = ", ".join(
         f"{n} {t:.2f}" for n, t in zip(rule.class_names, rule.thresholds, strict=True)
     )
+    cam = model.runtime.cam_shape
+    localisation = f"cam {cam[0]}x{cam[1]}" if cam else NO_CAM
     detail = (f"{card.name} {card.version} ({m.backend}, {spec.width}x{spec.height} tiles, "
-              f"batch {spec.max_batch}; thresholds {thresholds})")
+              f"batch {spec.max_batch}; thresholds {thresholds}; {localisation})")
     if model.admission.warning:
         detail = f"{detail}\n  WARNING: {model.admission.warning}"
     return detail, model

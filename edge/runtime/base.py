@@ -1,6 +1,8 @@
 """The one runtime interface every backend implements, and the plugin registry.
 
-A runtime takes a batch of raw uint8 tiles [n, H, W, C] and returns FP32 probabilities [n, K].
+A runtime takes a batch of raw uint8 tiles [n, H, W, C] and returns FP32 probabilities [n, K];
+`infer_with_cam` also returns the class activation maps [n, K, h, w] (FP32 logits) when the model
+has the `cam` output (`convert export-onnx` adds it), else None.
 The same code path is used by the conversion gate and by the daemon, so an engine is judged by
 exactly the code the line runs.
 """
@@ -27,6 +29,7 @@ _BACKENDS = {
     "tensorrt": "edge.runtime.tensorrt:TensorRTRuntime",
     "null": "edge.runtime.null:NullRuntime",  # fixed probabilities: tests and benchmarks
 }
+CAM_OUTPUT = "cam"  # the optional second model output: float32 [N, classes, h, w]
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,26 @@ class Runtime(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    @property
+    def cam_shape(self) -> tuple[int, int] | None:
+        """(h, w) of the model's class activation maps, or None for a model without `cam`."""
+        return None
+
+    def infer_with_cam(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Like `infer`, plus float32 cam [n, K, h, w] (None when the model has no cam)."""
+        return self.infer(batch), None
+
+    def infer_all_with_cam(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """`infer_with_cam` over any number of tiles, in chunks of at most max_batch."""
+        if self.cam_shape is None:
+            return self.infer_all(tiles), None
+        step = self.input_spec.max_batch
+        parts = [self.infer_with_cam(tiles[i : i + step]) for i in range(0, len(tiles), step)]
+        if not parts:
+            return (np.zeros((0, self.num_outputs), dtype=np.float32),
+                    np.zeros((0, self.num_outputs, *self.cam_shape), dtype=np.float32))
+        return (np.concatenate([p for p, _ in parts]), np.concatenate([c for _, c in parts]))
 
     def infer_all(self, tiles: np.ndarray) -> np.ndarray:
         """Run any number of tiles in chunks of at most max_batch; outputs are checked.

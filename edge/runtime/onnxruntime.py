@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ModelError
-from edge.runtime.base import InputSpec, Runtime
+from edge.runtime.base import CAM_OUTPUT, InputSpec, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class OnnxRuntime(Runtime):
             raise ModelError(f"{path}: ONNX Runtime cannot load the model: {exc}") from None
         self._spec, self._num_outputs = _read_spec(self._session, path, max_batch)
         self._output_name = self._session.get_outputs()[0].name
+        self._cam_shape = _cam_shape(self._session, path, self._num_outputs)
         if warm_up:
             self.warm_up()
 
@@ -58,15 +59,29 @@ class OnnxRuntime(Runtime):
         )
         return probabilities.astype(np.float32, copy=False)
 
+    @property
+    def cam_shape(self) -> tuple[int, int] | None:
+        return self._cam_shape
+
+    def infer_with_cam(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if self._cam_shape is None:
+            return self.infer(batch), None
+        batch = self.check_batch(batch)
+        probabilities, cam = self._session.run(
+            [self._output_name, CAM_OUTPUT], {self._spec.name: np.ascontiguousarray(batch)}
+        )
+        return probabilities.astype(np.float32, copy=False), cam.astype(np.float32, copy=False)
+
     def close(self) -> None:
         self._session = None
 
 
 def _read_spec(session, path: Path, max_batch: int) -> tuple[InputSpec, int]:
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) != 1:
+    if len(inputs) != 1 or len(outputs) not in (1, 2):
         raise ModelError(
-            f"{path}: expected 1 input and 1 output, found {len(inputs)} and {len(outputs)}"
+            f"{path}: expected 1 input and 1 output (+ {CAM_OUTPUT!r}), found {len(inputs)} "
+            f"and {len(outputs)}"
         )
     shape = inputs[0].shape
     if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
@@ -82,3 +97,17 @@ def _read_spec(session, path: Path, max_batch: int) -> tuple[InputSpec, int]:
         name=inputs[0].name, height=shape[1], width=shape[2], channels=shape[3], max_batch=max_batch
     )
     return spec, out_shape[1]
+
+
+def _cam_shape(session, path: Path, classes: int) -> tuple[int, int] | None:
+    """(h, w) of the `cam` output [N, classes, h, w], None when the model has only one output."""
+    outputs = session.get_outputs()
+    if len(outputs) == 1:
+        return None
+    cam = outputs[1]
+    shape = cam.shape
+    if (cam.name != CAM_OUTPUT or cam.type != "tensor(float)" or len(shape) != 4
+            or shape[1] != classes or not all(isinstance(d, int) for d in shape[2:])):
+        raise ModelError(f"{path}: second output {cam.name} {cam.type} {shape}; expected "
+                         f"{CAM_OUTPUT!r} float32 [N, {classes}, h, w]")
+    return int(shape[2]), int(shape[3])

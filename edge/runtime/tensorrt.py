@@ -16,7 +16,7 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.manifest import INSTALL_HINT, REBUILD
-from edge.runtime.base import InputSpec, Runtime
+from edge.runtime.base import CAM_OUTPUT, InputSpec, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class TensorRTRuntime(Runtime):
             raise ModelError(
                 f"{path}: TensorRT {trt.__version__} cannot load this engine; {REBUILD}"
             )
-        self._input, self._output = _io_names(trt, self._engine, path)
+        self._input, self._output, self._cam = _io_names(trt, self._engine, path)
         shape = tuple(self._engine.get_tensor_shape(self._input))
         profile_max = tuple(self._engine.get_tensor_profile_shape(self._input, 0)[2])[0]
         self._spec = InputSpec(self._input, shape[1], shape[2], shape[3],
@@ -93,8 +93,35 @@ class TensorRTRuntime(Runtime):
         self._buffers = [self._device_in, self._device_out]
         self._execution.set_tensor_address(self._input, int(self._device_in))
         self._execution.set_tensor_address(self._output, int(self._device_out))
+        self._cam_shape = None
+        if self._cam is not None:
+            self._alloc_cam(path, batch)
         log.info("TensorRT engine %s: input %s %s, max batch %d", path.name,
                  self.engine_input_dtype, shape[1:], batch)
+
+    def _alloc_cam(self, path: Path, batch: int) -> None:
+        """Buffers for the optional `cam` output [N, classes, h, w] (FP32, like the head)."""
+        trt, cuda = self._trt, self._cuda
+        shape = tuple(self._engine.get_tensor_shape(self._cam))
+        if len(shape) != 4 or shape[1] != self._num_outputs or min(shape[2:]) < 1:
+            raise ModelError(f"{path}: output {self._cam!r} has shape {shape}; expected "
+                             f"[N, {self._num_outputs}, h, w]")
+        self._cam_shape = (int(shape[2]), int(shape[3]))
+        dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._cam)))
+        self._host_cam = cuda.pagelocked_empty((batch, *shape[1:]), dtype)
+        self._device_cam = cuda.mem_alloc(self._host_cam.nbytes)
+        self._buffers.append(self._device_cam)
+        self._execution.set_tensor_address(self._cam, int(self._device_cam))
+
+    @property
+    def cam_shape(self) -> tuple[int, int] | None:
+        return self._cam_shape
+
+    def infer_with_cam(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        probabilities = self.infer(batch)  # the engine writes every output on each run
+        if self._cam_shape is None:
+            return probabilities, None
+        return probabilities, self._host_cam[: len(probabilities)].astype(np.float32, copy=True)
 
     @property
     def input_spec(self) -> InputSpec:
@@ -138,7 +165,7 @@ class TensorRTRuntime(Runtime):
             buffer.free()
         self._buffers = []
         self._execution = self._engine = self._runtime = None
-        self._host_in = self._host_out = None
+        self._host_in = self._host_out = self._host_cam = None
 
     def _detach(self) -> None:
         if self._context is not None:
@@ -146,10 +173,13 @@ class TensorRTRuntime(Runtime):
             context.detach()
 
 
-def _io_names(trt, engine, path: Path) -> tuple[str, str]:
+def _io_names(trt, engine, path: Path) -> tuple[str, str, str | None]:
+    """(input, probabilities output, cam output or None)."""
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
     outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelError(f"{path}: expected 1 input and 1 output, found {inputs} and {outputs}")
-    return inputs[0], outputs[0]
+    probabilities = [n for n in outputs if n != CAM_OUTPUT]
+    if len(inputs) != 1 or len(probabilities) != 1:
+        raise ModelError(f"{path}: expected 1 input and 1 output (+ {CAM_OUTPUT!r}), found "
+                         f"{inputs} and {outputs}")
+    return inputs[0], probabilities[0], CAM_OUTPUT if CAM_OUTPUT in outputs else None
