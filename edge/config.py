@@ -511,6 +511,41 @@ class LoggingConfig(Section):
     ] = Field("INFO", description="log level: DEBUG, INFO, WARNING or ERROR")
 
 
+class ArchiveConfig(Section):
+    enabled: bool = Field(True, description="write defect images and coil maps at all")
+    path: ConfigPath | None = Field(
+        None,
+        description="archive root; default: the folder `archive` beside outbox.path (the "
+        "service's StateDirectory, /var/lib/steel-inspect/archive). Events and coil reports "
+        "name files relative to it",
+    )
+    max_gb: float = Field(
+        20.0, gt=0, le=100_000,
+        description="gigabytes of images kept at most; the oldest files are deleted beyond",
+    )
+    max_days: float = Field(
+        90.0, gt=0, le=36_500, description="days an image is kept at most (by file age)"
+    )
+    margin_px: int = Field(
+        32, ge=0, le=4096, description="pixels added around each defect box in its crop"
+    )
+    whole_frame: bool = Field(
+        False, description="also keep the whole frame of each defect (one file per frame)"
+    )
+    jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of the images")
+    queue: int = Field(
+        256, ge=1, le=100_000,
+        description="images waiting for the disk at most; beyond, images are dropped (counted), "
+        "never the events",
+    )
+    retention_interval_s: float = Field(
+        60.0, gt=0, le=86_400, description="seconds between two retention sweeps"
+    )
+    map_width_px: int = Field(
+        1600, ge=400, le=8000, description="width of the coil defect map PNG (the MD axis)"
+    )
+
+
 class EdgeConfig(Section):
     site: SiteConfig = Field(description="Where this daemon sits: line and camera ids")
     camera: CameraConfig = Field(
@@ -529,6 +564,10 @@ class EdgeConfig(Section):
     geometry: GeometryConfig = Field(
         default_factory=GeometryConfig,
         description="Strip coordinates: pixel sizes, camera position across the strip, surface",
+    )
+    archive: ArchiveConfig = Field(
+        default_factory=ArchiveConfig,
+        description="Defect images and coil maps on disk (events v2)",
     )
     mqtt: MqttConfig = Field(description="The MQTT broker the events go to")
     outbox: OutboxConfig = Field(description="The store-and-forward queue on disk")

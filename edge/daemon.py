@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from pathlib import Path
 
 from edge import __version__
+from edge.archive.coils import CoilArchive
+from edge.archive.writer import ArchiveWriter
 from edge.config import EdgeConfig
 from edge.defects.inspection import CoilInspection, TileInspection, resume_segment
 from edge.defects.position import StripLocator
@@ -58,6 +61,7 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.tracker: Tracker | None = None
         self.tracking = None
+        self.archive: ArchiveWriter | None = None
         self.locator: StripLocator | None = None
         self.rule: DefectRule | None = None
         self._next_stats = 0.0
@@ -118,7 +122,7 @@ class Daemon:
         self.locator = StripLocator(config.geometry, self.tracker, resume_segment(saved))
         if saved and saved.get("segment") and config.tracking.source != "none":
             self.tracker.last_coil_id = saved["segment"]["coil_id"]
-        inspection = CoilInspection(config, rule, info, self.locator)
+        inspection = CoilInspection(config, rule, info, self.locator, self._coil_archive(rule))
         if saved:
             log.info("resuming coil %s after a restart", saved["totals"]["coil_id"])
             for kind, payload in inspection.restore(saved):
@@ -139,6 +143,18 @@ class Daemon:
         self.rule = self.pipeline.processor.rule
         self.mqtt.republish_birth()
         return old
+
+    def _coil_archive(self, rule: DefectRule) -> CoilArchive | None:
+        settings = self.config.archive
+        if not settings.enabled:
+            return None
+        if settings.path is None:  # beside the outbox: the service's StateDirectory
+            settings = settings.model_copy(
+                update={"path": Path(self.config.outbox.path).parent / "archive"})
+        self.archive = ArchiveWriter(settings)
+        self.archive.start()
+        log.info("defect images and coil maps go to %s", settings.path)
+        return CoilArchive(self.archive, self.config.geometry, rule.class_names)
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -171,6 +187,7 @@ class Daemon:
             "tracking_counters": self.tracker.counters,
             "coil_id": segment.coil_id if segment else None,
             "coil_md_m": round(segment.md_next_m, 3) if segment else None,
+            "archive": self.archive.stats() if self.archive is not None else None,
         }
 
     def status_line(self) -> str:
@@ -201,6 +218,8 @@ class Daemon:
             self.pipeline.stop(_DRAIN_TIMEOUT_S)
         if self.tracking is not None:
             self.tracking.stop()
+        if self.archive is not None:
+            self.archive.stop()
         if self.publisher is not None:
             self.publisher.stop(flush_timeout)
         if self.mqtt is not None:

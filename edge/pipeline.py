@@ -63,11 +63,12 @@ class FrameProcessor:
 
     def process(self, image: np.ndarray) -> tuple[list[dict], float]:
         """Defects of one frame (one entry per tile and class) and the seconds in the runtime."""
-        probabilities, boxes, inference_s = self.infer(image)
+        probabilities, boxes, inference_s, _ = self.infer(image)
         return self.rule.defects(probabilities, boxes), inference_s
 
-    def infer(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """Tile probabilities [n, C], tile boxes [n, 4] in frame pixels, seconds in the runtime."""
+    def infer(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray | None]:
+        """Tile probabilities [n, C], tile boxes [n, 4] in frame pixels, seconds in the runtime,
+        and the class activation maps [n, C, h, w] (None for a model without them)."""
         image, offset = self._crop(image)
         corners, boxes = self._layout(image, offset)
         batch = self._batch_for(len(corners))
@@ -76,9 +77,9 @@ class FrameProcessor:
         for i, (x, y) in enumerate(corners):
             tiles[i] = image[y : y + size, x : x + size]
         started = time.perf_counter()
-        probabilities = self.runtime.infer_all(batch)
+        probabilities, cam = self.runtime.infer_all_with_cam(batch)
         inference_s = time.perf_counter() - started
-        return probabilities, boxes, inference_s
+        return probabilities, boxes, inference_s, cam
 
     def _layout(
         self, image: np.ndarray, offset: tuple[int, int]
@@ -234,7 +235,7 @@ class Pipeline:
     def _process(self, frame: Frame) -> None:
         started = time.perf_counter()
         try:
-            probabilities, boxes, inference_s = self.processor.infer(frame.image)
+            probabilities, boxes, inference_s, cam = self.processor.infer(frame.image)
         except TilingError as exc:
             self._failed(frame, "tiling", "frame %s skipped: %s", exc)
             return
@@ -247,7 +248,7 @@ class Pipeline:
             self._failed(frame, "inference", "inference failed on frame %s: %s", exc)
             return
         out, defects = self._guarded(
-            lambda: self.inspection.frame(frame, probabilities, boxes), ([], [])
+            lambda: self.inspection.frame(frame, probabilities, boxes, cam), ([], [])
         )
         if defects:
             self.stats.record_event([d["class_name"] for d in defects])

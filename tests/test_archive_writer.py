@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from edge.archive import files, retention
-from edge.archive.config import ArchiveConfig
 from edge.archive.writer import ArchiveWriter, DefectCrop
+from edge.config import ArchiveConfig
 from tests.fixtures.broker import wait_until
 
 COIL = "C123_20260101T000000Z"
@@ -183,7 +183,7 @@ def test_coil_folder_names_are_safe_and_unique_per_pass():
 def test_config_rejects_unknown_keys_and_bad_bounds(tmp_path):
     from pydantic import ValidationError
 
-    assert ArchiveConfig().path == Path("/var/lib/steel-inspect/archive")
+    assert ArchiveConfig().path is None  # the daemon puts it beside the outbox
     with pytest.raises(ValidationError, match="max_gb"):
         ArchiveConfig(max_gb=0)
     with pytest.raises(ValidationError, match="extra"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import cv2
 import pytest
 
 from edge.config import parse_config
@@ -142,6 +143,19 @@ def test_coil_changes_positions_defect_objects_and_reports(tmp_path, mqtt_broker
         assert report["coverage"] == 1.0
         assert report["length_m"] == pytest.approx(n * FRAME_M)
     assert reports[0]["l2_length_m"] == 1.5
+
+    # the archive (beside the outbox by default): every defect's crop and every coil's map
+    archive = tmp_path / "state" / "archive"
+    for event in events:
+        for defect in event["defects"]:
+            crop = cv2.imread(str(archive / defect["image"]), cv2.IMREAD_GRAYSCALE)
+            x, y, w, h = defect["box_px"]
+            assert crop is not None and crop.shape[0] >= h and crop.shape[1] >= w
+            assert crop.max() >= 200  # the bright defect is in it
+    for report in reports:
+        picture = cv2.imread(str(archive / report["map"]))
+        assert picture is not None and picture.shape[1] == 1600
+        assert report["map"].startswith(report["coil_id"] + "_")
 
 
 def test_kill_9_mid_coil_gives_one_report(tmp_path, mqtt_broker, mean_model, mqtt_subscriber):

@@ -169,9 +169,13 @@ def _span(a: float, b: float, low: int, high: int) -> tuple[int, int]:
     return start, end
 
 
-def write_coil_map(path: Path, coil_map: CoilMap) -> None:
-    """Encode as PNG and write atomically (temp file + rename)."""
+def encode_png(coil_map: CoilMap) -> bytes:
     ok, encoded = cv2.imencode(".png", coil_map.image)
     if not ok:
         raise ValueError("OpenCV could not encode the coil map")
-    write_atomic(Path(path), encoded.tobytes())
+    return encoded.tobytes()
+
+
+def write_coil_map(path: Path, coil_map: CoilMap) -> None:
+    """Encode as PNG and write atomically (temp file + rename)."""
+    write_atomic(Path(path), encode_png(coil_map))

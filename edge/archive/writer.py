@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from edge.archive import files, retention
-from edge.archive.config import ArchiveConfig
+from edge.config import ArchiveConfig
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class DefectCrop:
 @dataclass(frozen=True)
 class _Job:
     images: list[tuple[str, np.ndarray]]  # (relative path, pixels)
+    made: tuple[tuple[str, Callable[[], bytes]], ...] = ()  # (relative path, encoder) e.g. maps
 
 
 def crop_box(box: Box, margin: int, height: int, width: int) -> tuple[int, int, int, int]:
@@ -55,7 +56,7 @@ class ArchiveWriter:
 
     def __init__(self, config: ArchiveConfig, store: Store = files.write_atomic) -> None:
         self.config = config
-        self.root = Path(config.path)
+        self.root = Path(config.path) if config.path is not None else Path(".")
         self._store = store  # tests inject a slow or failing one
         self._queue: queue.Queue[_Job] = queue.Queue(maxsize=config.queue)
         self._stop = threading.Event()
@@ -101,6 +102,19 @@ class ArchiveWriter:
             return {}
         self._count("submitted", len(images))
         return paths
+
+    def submit_file(self, relative: str, make: Callable[[], bytes]) -> str | None:
+        """Queue a file whose bytes `make()` produces on the writer thread (a coil map: drawing
+        and encoding it never costs inference time); its relative path, or None if dropped."""
+        if not self.config.enabled:
+            return None
+        try:
+            self._queue.put_nowait(_Job([], ((relative, make),)))
+        except queue.Full:
+            self._count("dropped_queue_full", 1)
+            return None
+        self._count("submitted", 1)
+        return relative
 
     def stats(self) -> dict:
         with self._lock:
@@ -152,17 +166,23 @@ class ArchiveWriter:
                     return
                 continue
             for relative, pixels in job.images:
-                self._write(relative, pixels)
+                self._write(relative, lambda pixels=pixels: self._jpeg(pixels))
+            for relative, make in job.made:
+                self._write(relative, make)
             if self._stop.is_set() and self._queue.empty():
                 return
 
-    def _write(self, relative: str, pixels: np.ndarray) -> None:
+    def _jpeg(self, pixels: np.ndarray) -> bytes:
+        ok, encoded = cv2.imencode(".jpg", pixels,
+                                   [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
+        if not ok:
+            raise ValueError("OpenCV could not encode the image")
+        return encoded.tobytes()
+
+    def _write(self, relative: str, make: Callable[[], bytes]) -> None:
         try:
-            ok, encoded = cv2.imencode(".jpg", pixels,
-                                       [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
-            if not ok:
-                raise ValueError("OpenCV could not encode the image")
-            self._store(self.root / relative, encoded.tobytes())
+            data = make()
+            self._store(self.root / relative, data)
         except OSError as exc:
             self._failed(relative, files.disk_state(exc), f"{exc.strerror or exc}")
             return
@@ -171,8 +191,8 @@ class ArchiveWriter:
             return
         with self._lock:
             self._counts["written"] += 1
-            self._bytes_written += encoded.nbytes
-            self._kept_bytes += encoded.nbytes
+            self._bytes_written += len(data)
+            self._kept_bytes += len(data)
             recovered, self._state = self._state != files.OK, files.OK
         if recovered:
             log.info("archive %s: writing again", self.root)

@@ -73,11 +73,8 @@ class CoilLedger:
             self.open.add_defects(defects)
         self.open.last_ts = timestamp
 
-    def frame(self, placement: Placement, frame_end_md_m: float) -> list[dict]:
-        """Account for one frame of `placement`; returns the reports of coils it ended."""
-        reports = []
-        if self.open is not None and self.open.coil_key != placement.coil_key:
-            reports.append(self.close("tracking"))
+    def frame(self, placement: Placement, frame_end_md_m: float) -> None:
+        """Account for one frame of `placement` (the caller closes a coil it ended first)."""
         if self.open is None:
             self.open = CoilTotals(placement.coil_key, placement.coil_id, placement.started,
                                    l2_length_m=placement.l2_length_m)
@@ -85,7 +82,6 @@ class CoilLedger:
         self.open.md_end_m = max(self.open.md_end_m, frame_end_md_m)
         self.open.tracking[placement.tracking.split(":")[0]] += 1
         self.open.l2_length_m = placement.l2_length_m or self.open.l2_length_m
-        return reports
 
     def close(self, reason: str, ended: float | None = None) -> dict:
         totals, self.open = self.open, None

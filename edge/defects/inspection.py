@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge.config import EdgeConfig
 from edge.defects.coil import CoilLedger
+from edge.defects.localise import localise
 from edge.defects.objects import ClassCuts, DefectBuilder
 from edge.defects.position import OpenSegment, StripLocator
 from edge.events import DEFECT_EVENT_V2_SCHEMA, DefectRule, EventBuilder
 from edge.sources.base import Frame
 from edge.stats import utc_iso
+
+if TYPE_CHECKING:  # the daemon hands it in; the archive is downstream of the defects
+    from edge.archive.coils import CoilArchive
 
 _STATE_EVERY_S = 1.0
 
@@ -31,7 +36,7 @@ class TileInspection:
         self.rule = rule
         self.builder = builder
 
-    def frame(self, frame: Frame, probabilities: np.ndarray, boxes: np.ndarray):
+    def frame(self, frame: Frame, probabilities: np.ndarray, boxes: np.ndarray, cam=None):
         defects = self.rule.defects(probabilities, boxes)
         return ([("defects", self.builder.build(frame, defects))] if defects else []), defects
 
@@ -55,8 +60,9 @@ class TileInspection:
 
 class CoilInspection:
     def __init__(self, config: EdgeConfig, rule: DefectRule, model: dict,
-                 locator: StripLocator, frame_width: int | None = None) -> None:
+                 locator: StripLocator, archive: CoilArchive | None = None) -> None:
         self.config = config
+        self.archive = archive
         self.model = dict(model)
         self.locator = locator
         self.classes = ClassCuts(rule.class_ids, rule.class_names, rule.cuts)
@@ -83,18 +89,22 @@ class CoilInspection:
         self._builder = DefectBuilder(self.classes, self.config.geometry, 0,
                                       next_defect_id=self.ledger.open.next_defect_id)
         if self.config.tracking.source == "none":
-            return [("coils", self.ledger.close("restart"))]
+            return [("coils", self._close("restart"))]
         return []
 
-    def frame(self, frame: Frame, probabilities: np.ndarray, boxes: np.ndarray):
+    def frame(self, frame: Frame, probabilities: np.ndarray, boxes: np.ndarray,
+              cam: np.ndarray | None = None):
         placement = frame.meta["placement"]
         out = self._begin(frame, placement)
         builder = self._builder
         builder.frame_width = frame.image.shape[1]
-        defects = builder.build(probabilities, boxes, placement)
+        refine = None if cam is None else self._refine(boxes, cam)
+        defects = builder.build(probabilities, boxes, placement, refine)
         self.ledger.open.next_defect_id = builder.next_defect_id
         self.ledger.processed(frame.timestamp, defects)
         if defects:
+            if self.archive is not None:
+                self.archive.defect_images(frame, placement.coil_id, placement.started, defects)
             out.append(("defects", self._event(frame, placement, defects)))
             self._next_state = 0.0  # saved with the event: its defect ids are taken for good
         self._dirty = True
@@ -113,13 +123,13 @@ class CoilInspection:
         if open_coil is None or tracker.last_coil_id in (None, open_coil.coil_id):
             return []
         self._dirty = True
-        return [("coils", self.ledger.close("tracking", ended=time.time()))]
+        return [("coils", self._close("tracking", ended=time.time()))]
 
     def stop(self) -> list:
         if self.ledger.open is None:
             return []
         self._dirty = True
-        return [("coils", self.ledger.close("stop"))]
+        return [("coils", self._close("stop"))]
 
     def state(self, force: bool = False):
         """The open coil's state when it is due for saving (with every event, else at most once a
@@ -130,10 +140,29 @@ class CoilInspection:
         self._next_state, self._dirty = now + _STATE_EVERY_S, False
         return self.ledger.snapshot(self.locator.segment)
 
+    def _refine(self, boxes: np.ndarray, cam: np.ndarray):
+        cuts = self.classes.cuts
+
+        def refine(c: int, tiles: list[int]):
+            found = localise(boxes[tiles], cam[tiles, c], float(cuts[c]))
+            return None if found is None else (found.box_px, found.area_px)
+        return refine
+
+    def _close(self, reason: str, ended: float | None = None) -> dict:
+        """End the open coil: its report, with the map the archive draws of it."""
+        totals = self.ledger.open
+        report = self.ledger.close(reason, ended)
+        report["map"] = (None if self.archive is None else
+                         self.archive.coil_map(totals.coil_id, totals.started, report))
+        return report
+
     def _begin(self, frame: Frame, placement) -> list:
         height = frame.image.shape[0]
         frame_end = placement.md_m + height * self.config.geometry.mm_per_px_md / 1000.0
-        reports = [("coils", r) for r in self.ledger.frame(placement, frame_end)]
+        reports = []
+        if self.ledger.open is not None and self.ledger.open.coil_key != placement.coil_key:
+            reports.append(("coils", self._close("tracking")))
+        self.ledger.frame(placement, frame_end)
         if self._builder_key != placement.coil_key:
             self._builder = DefectBuilder(self.classes, self.config.geometry, frame.image.shape[1])
             self._builder_key = placement.coil_key

@@ -77,11 +77,16 @@ class Runtime(ABC):
         return self.infer(batch), None
 
     def infer_all_with_cam(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """`infer_with_cam` over any number of tiles, in chunks of at most max_batch."""
+        """`infer_with_cam` over any number of tiles, in chunks of at most max_batch; the
+        probabilities are checked as by `infer_all`."""
         if self.cam_shape is None:
             return self.infer_all(tiles), None
         step = self.input_spec.max_batch
-        parts = [self.infer_with_cam(tiles[i : i + step]) for i in range(0, len(tiles), step)]
+        parts = []
+        for i in range(0, len(tiles), step):
+            chunk = tiles[i : i + step]
+            probabilities, cam = self.infer_with_cam(chunk)
+            parts.append((checked_probabilities(probabilities, len(chunk), self.num_outputs), cam))
         if not parts:
             return (np.zeros((0, self.num_outputs), dtype=np.float32),
                     np.zeros((0, self.num_outputs, *self.cam_shape), dtype=np.float32))

@@ -1,0 +1,56 @@
+"""The archive's part of a coil: each defect's image, and the coil map when the coil ends.
+
+`CoilArchive` is what the inspection (edge.defects.inspection) hands its defects to; it queues
+the images on the `ArchiveWriter` (never blocking), keeps the open coil's defects for its map
+(those seen since the daemon started, at most `MAP_MAX`), and at the coil's end queues the map,
+drawn and encoded on the writer's thread.
+"""
+
+from __future__ import annotations
+
+from edge.archive.coilmap import MapDefect, encode_png, render_coil_map
+from edge.archive.files import coil_folder
+from edge.archive.writer import ArchiveWriter, DefectCrop
+from edge.config import GeometryConfig
+from edge.sources.base import Frame
+
+MAP_MAX = 100_000  # defects drawn on one coil's map at most
+MAP_NAME = "coil-map.png"
+
+
+class CoilArchive:
+    def __init__(self, writer: ArchiveWriter, geometry: GeometryConfig,
+                 class_names: list[str]) -> None:
+        self.writer = writer
+        self.geometry = geometry
+        self.class_names = list(class_names)
+        self._map: list[MapDefect] = []
+        self._frame_width = 1
+
+    def defect_images(self, frame: Frame, coil_id: str | None, started: float,
+                      defects: list[dict]) -> None:
+        """Queue the crops; each defect queued gets its `image` (relative to the archive)."""
+        self._frame_width = frame.image.shape[1]
+        room = MAP_MAX - len(self._map)
+        self._map.extend(MapDefect.from_event(d) for d in defects[:max(room, 0)])
+        crops = [DefectCrop(d["defect_id"], tuple(d["box_px"])) for d in defects]
+        paths = self.writer.submit(frame.image, coil_folder(coil_id, started), frame.frame_id,
+                                   crops)
+        for defect in defects:
+            if defect["defect_id"] in paths:
+                defect["image"] = paths[defect["defect_id"]]
+
+    def coil_map(self, coil_id: str | None, started: float, report: dict) -> str | None:
+        """Queue the ended coil's map; its path relative to the archive, or None."""
+        defects, self._map = self._map, []
+        if report["length_m"] <= 0:
+            return None
+        g = self.geometry
+        cd_range = (g.cd_offset_mm, g.cd_offset_mm + self._frame_width * g.mm_per_px_cd)
+        title = f"coil {report['coil_id'] or '-'} ({report['side']}), {report['length_m']:.1f} m"
+        names, length, width = self.class_names, report["length_m"], self.writer.config.map_width_px
+
+        def draw() -> bytes:
+            return encode_png(render_coil_map(defects, names, length, cd_range, title, width))
+
+        return self.writer.submit_file(f"{coil_folder(coil_id, started)}/{MAP_NAME}", draw)
