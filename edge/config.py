@@ -323,6 +323,10 @@ class LoggingConfig(Section):
     ] = Field("INFO", description="log level: DEBUG, INFO, WARNING or ERROR")
 
 
+# --- plant integration sections, each in its own file (they import Section from above) ---
+from edge.delivery.sparkplug_config import SparkplugConfig  # noqa: E402
+
+
 class EdgeConfig(Section):
     site: SiteConfig = Field(description="Where this daemon sits: line and camera ids")
     camera: CameraConfig = Field(
@@ -342,6 +346,11 @@ class EdgeConfig(Section):
     )
     logging: LoggingConfig = Field(
         default_factory=LoggingConfig, description="Log verbosity (logs go to stdout/journald)"
+    )
+    # --- plant integration ---
+    sparkplug: SparkplugConfig = Field(
+        default_factory=SparkplugConfig,
+        description="Sparkplug B 3.0 edge node on the [mqtt] broker (off by default)",
     )
 
 

@@ -17,6 +17,9 @@ from edge.config import EdgeConfig
 from edge.events import DefectRule, EventBuilder, model_info
 from edge.model import LoadedModel, load_model
 from edge.mqtt import MqttClient
+from edge.observe.current_coil import CurrentCoil  # plant integration (issue 17)
+from edge.observe.last_defect import LastDefect  # plant integration
+from edge.observe.plant import PlantIntegration  # plant integration
 from edge.outbox import Outbox
 from edge.pipeline import FrameProcessor, Pipeline
 from edge.publisher import Publisher
@@ -54,6 +57,10 @@ class Daemon:
         self._next_stats = 0.0
         self._next_status = 0.0
         self._started = False
+        # plant integration: shared objects the lead's coil tracking fills (None until then)
+        self.current_coil = CurrentCoil()
+        self.last_defect = LastDefect()
+        self.plant = PlantIntegration(self)
 
     def start(self) -> None:
         config = self.config
@@ -82,13 +89,15 @@ class Daemon:
             self.source = make_source(config.camera)
         self.source.open()
         self.pipeline = Pipeline(
-            self.source, processor, EventBuilder(site, info), self.publisher.submit, self.stats,
+            self.source, processor, EventBuilder(site, info),
+            self.last_defect.tap(self.publisher.submit), self.stats,
             watchdog=Watchdog(self.notifier), frame_queue=config.pipeline.frame_queue,
             lossless=self.lossless,
         )
         self.mqtt.start()
         self.publisher.start()
         self.pipeline.start()
+        self.plant.start()
         self._next_stats = time.monotonic() + config.mqtt.stats_interval
         self._started = True
         self.notifier.ready(self.status_line())
@@ -103,6 +112,7 @@ class Daemon:
         if now >= self._next_status:
             self._next_status = now + _STATUS_INTERVAL_S
             self.notifier.status(self.status_line())
+        self.plant.tick()
 
     def stats_message(self) -> dict:
         return stats_payload(
@@ -143,6 +153,7 @@ class Daemon:
             self.pipeline.stop(_DRAIN_TIMEOUT_S)
         if self.publisher is not None:
             self.publisher.stop(flush_timeout)
+        self.plant.stop()
         if self.mqtt is not None:
             self.mqtt.stop()
         if self.outbox is not None:

@@ -1,0 +1,1 @@
+"""Delivery: outbox -> MQTT (the JSON topics today in edge/, Sparkplug B here)."""

@@ -1,0 +1,1 @@
+"""Observation: what the daemon is doing, for Sparkplug, Prometheus and people."""
