@@ -325,6 +325,7 @@ class LoggingConfig(Section):
 
 # --- plant integration sections, each in its own file (they import Section from above) ---
 from edge.delivery.sparkplug_config import SparkplugConfig  # noqa: E402
+from edge.observe.metrics_config import MetricsConfig  # noqa: E402
 
 
 class EdgeConfig(Section):
@@ -351,6 +352,10 @@ class EdgeConfig(Section):
     sparkplug: SparkplugConfig = Field(
         default_factory=SparkplugConfig,
         description="Sparkplug B 3.0 edge node on the [mqtt] broker (off by default)",
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig,
+        description="Prometheus /metrics and /healthz over HTTP (off by default)",
     )
 
 

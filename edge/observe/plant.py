@@ -1,4 +1,4 @@
-"""Plant integration beside inspection: the Sparkplug B edge node (and later metrics, commands).
+"""Plant integration beside inspection: the Sparkplug B edge node and the metrics endpoint.
 
 The daemon calls start/tick/stop; a failure here is logged and never reaches inspection.
 """
@@ -10,6 +10,7 @@ import time
 
 from edge.delivery.sparkplug import SparkplugNode
 from edge.observe import snapshot
+from edge.observe.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +19,14 @@ class PlantIntegration:
     def __init__(self, daemon) -> None:
         self._daemon = daemon
         self.sparkplug: SparkplugNode | None = None
+        self.metrics: MetricsServer | None = None
         self._next_data = 0.0
 
     def start(self) -> None:
         daemon, config = self._daemon, self._daemon.config
+        if config.metrics.enabled:
+            self.metrics = MetricsServer(config.metrics, daemon)
+            self.metrics.start()
         if config.sparkplug.enabled:
             self.sparkplug = SparkplugNode(
                 config.sparkplug, config.mqtt, config.site,
@@ -39,6 +44,9 @@ class PlantIntegration:
             self.sparkplug.tick()
 
     def stop(self) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
+            self.metrics = None
         if self.sparkplug is not None:
             try:
                 self.sparkplug.stop()
