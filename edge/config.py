@@ -324,6 +324,7 @@ class LoggingConfig(Section):
 
 
 # --- plant integration sections, each in its own file (they import Section from above) ---
+from edge.control.commands_config import CommandsConfig  # noqa: E402
 from edge.delivery.sparkplug_config import SparkplugConfig  # noqa: E402
 from edge.observe.metrics_config import MetricsConfig  # noqa: E402
 
@@ -356,6 +357,10 @@ class EdgeConfig(Section):
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig,
         description="Prometheus /metrics and /healthz over HTTP (off by default)",
+    )
+    commands: CommandsConfig = Field(
+        default_factory=CommandsConfig,
+        description="Commands from SCADA over MQTT 5 request/response (off by default)",
     )
 
 

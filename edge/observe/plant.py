@@ -1,4 +1,4 @@
-"""Plant integration beside inspection: the Sparkplug B edge node and the metrics endpoint.
+"""Plant integration beside inspection: Sparkplug B edge node, metrics endpoint, SCADA commands.
 
 The daemon calls start/tick/stop; a failure here is logged and never reaches inspection.
 """
@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import time
 
+from edge.control.handlers import DaemonCommands
+from edge.control.server import CommandServer
 from edge.delivery.sparkplug import SparkplugNode
 from edge.observe import snapshot
 from edge.observe.metrics import MetricsServer
@@ -20,10 +22,18 @@ class PlantIntegration:
         self._daemon = daemon
         self.sparkplug: SparkplugNode | None = None
         self.metrics: MetricsServer | None = None
+        self.commands: CommandServer | None = None
+        self.command_handlers: DaemonCommands | None = None
         self._next_data = 0.0
 
     def start(self) -> None:
         daemon, config = self._daemon, self._daemon.config
+        if config.commands.enabled:
+            self.command_handlers = DaemonCommands(daemon, config.outbox.path.parent)
+            self.command_handlers.restore()
+            self.commands = CommandServer(config.mqtt, config.site,
+                                          self.command_handlers.handlers())
+            self.commands.start()
         if config.metrics.enabled:
             self.metrics = MetricsServer(config.metrics, daemon)
             self.metrics.start()
@@ -44,6 +54,9 @@ class PlantIntegration:
             self.sparkplug.tick()
 
     def stop(self) -> None:
+        if self.commands is not None:
+            self.commands.stop()
+            self.commands = None
         if self.metrics is not None:
             self.metrics.stop()
             self.metrics = None
