@@ -546,6 +546,12 @@ class ArchiveConfig(Section):
     )
 
 
+# --- plant integration sections, each in its own file (they import Section from above) ---
+from edge.control.commands_config import CommandsConfig  # noqa: E402
+from edge.delivery.sparkplug_config import SparkplugConfig  # noqa: E402
+from edge.observe.metrics_config import MetricsConfig  # noqa: E402
+
+
 class EdgeConfig(Section):
     site: SiteConfig = Field(description="Where this daemon sits: line and camera ids")
     camera: CameraConfig = Field(
@@ -576,6 +582,19 @@ class EdgeConfig(Section):
     )
     logging: LoggingConfig = Field(
         default_factory=LoggingConfig, description="Log verbosity (logs go to stdout/journald)"
+    )
+    # --- plant integration ---
+    sparkplug: SparkplugConfig = Field(
+        default_factory=SparkplugConfig,
+        description="Sparkplug B 3.0 edge node on the [mqtt] broker (off by default)",
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig,
+        description="Prometheus /metrics and /healthz over HTTP (off by default)",
+    )
+    commands: CommandsConfig = Field(
+        default_factory=CommandsConfig,
+        description="Commands from SCADA over MQTT 5 request/response (off by default)",
     )
 
     @model_validator(mode="after")

@@ -23,6 +23,9 @@ from edge.events import DefectRule, EventBuilder, model_info
 from edge.inference.reload import ModelReloader, load_configured_model
 from edge.model import LoadedModel
 from edge.mqtt import MqttClient
+from edge.observe.current_coil import CurrentCoil  # plant integration (issue 17)
+from edge.observe.last_defect import LastDefect  # plant integration
+from edge.observe.plant import PlantIntegration  # plant integration
 from edge.outbox import Outbox
 from edge.pipeline import FrameProcessor, Pipeline
 from edge.publisher import Publisher
@@ -68,6 +71,10 @@ class Daemon:
         self._next_status = 0.0
         self._started = False
         self.reloader: ModelReloader | None = None
+        # plant integration: shared objects the lead's coil tracking fills (None until then)
+        self.current_coil = CurrentCoil()
+        self.last_defect = LastDefect()
+        self.plant = PlantIntegration(self)
 
     def start(self) -> None:
         config = self.config
@@ -98,7 +105,8 @@ class Daemon:
             self.source = make_source(config.camera)
         self.source.open()
         self.pipeline = Pipeline(
-            self.source, processor, inspection, self.publisher.submit, self.stats,
+            self.source, processor, inspection, self.last_defect.tap(self.publisher.submit),
+            self.stats,
             watchdog=Watchdog(self.notifier), frame_queue=config.pipeline.frame_queue,
             lossless=self.lossless, locator=locator, save_state=self.publisher.save_state,
         )
@@ -106,6 +114,7 @@ class Daemon:
         self.mqtt.start()
         self.publisher.start()
         self.pipeline.start()
+        self.plant.start()
         self._next_stats = time.monotonic() + config.mqtt.stats_interval
         self._started = True
         self.reloader = ModelReloader(config, self.pipeline, self._model_swapped)
@@ -156,6 +165,36 @@ class Daemon:
         log.info("defect images and coil maps go to %s", settings.path)
         return CoilArchive(self.archive, self.config.geometry, rule.class_names)
 
+    @property
+    def tracking_state(self) -> str | None:
+        return self.tracker.state if self.tracker is not None else None
+
+    def use_rule(self, rule: DefectRule) -> None:
+        """New thresholds (the `set-thresholds` command): from the next frame, and in the birth."""
+        self.pipeline.processor.rule = rule
+        self.pipeline.inspection.use_model(rule, model_info(self.model.card, self.model.sha256))
+        self.rule = rule
+        self.mqtt.republish_birth()
+
+    def set_coil_by_hand(self, coil_id: str | None) -> None:
+        """The `coil` command, where no L2 tracking exists: a coil change like L2's."""
+        if coil_id is not None:
+            self.tracker.report(coil_id)
+        self.current_coil.source = "command" if coil_id else None
+
+    def _update_current_coil(self) -> None:
+        segment = self.locator.segment if self.locator is not None else None
+        inspection = self.pipeline.inspection if self.pipeline is not None else None
+        totals = getattr(getattr(inspection, "ledger", None), "open", None)
+        coil = self.current_coil
+        coil.coil_id = segment.coil_id if segment else None
+        coil.position_m = round(segment.md_next_m, 3) if segment else None
+        coil.defects_by_class = (
+            {name: len(totals.defect_ids.get(name, [])) for name in self.rule.class_names}
+            if totals is not None else None)
+        if coil.source is None and segment is not None:
+            coil.source = "tracking" if self.config.tracking.source != "none" else None
+
     def tick(self) -> None:
         now = time.monotonic()
         if now >= self._next_stats:
@@ -164,6 +203,8 @@ class Daemon:
         if now >= self._next_status:
             self._next_status = now + _STATUS_INTERVAL_S
             self.notifier.status(self.status_line())
+        self._update_current_coil()
+        self.plant.tick()
 
     def stats_message(self) -> dict:
         return stats_payload(
@@ -222,6 +263,7 @@ class Daemon:
             self.archive.stop()
         if self.publisher is not None:
             self.publisher.stop(flush_timeout)
+        self.plant.stop()
         if self.mqtt is not None:
             self.mqtt.stop()
         if self.outbox is not None:

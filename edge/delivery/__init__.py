@@ -1,1 +1,3 @@
-"""Delivery: outbox -> publisher -> MQTT (new files here; the existing ones move later)."""
+"""Delivery: outbox -> publisher -> MQTT (JSON topics, Sparkplug B).
+
+The older delivery files in edge/ move here later."""

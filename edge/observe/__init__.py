@@ -1,1 +1,3 @@
-"""Observing the daemon: rate-limited logs (stats, metrics and sd_notify are to move here)."""
+"""Observing the daemon: rate-limited logs, current coil, last defect, metrics.
+
+stats and sd_notify are to move here later."""

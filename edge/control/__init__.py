@@ -1,0 +1,1 @@
+"""Control: commands from SCADA (MQTT 5 request/response)."""
