@@ -20,6 +20,7 @@ from convert.errors import EngineBuildError, TensorRTUnavailable
 from convert.tensorrt import require_tensorrt
 from edge.errors import ModelError
 from edge.manifest import Platform, capability_problem, probe_platform
+from edge.runtime.tensorrt import tensorrt_object
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,9 @@ class EngineBuilder:
             raise EngineBuildError(f"{self.platform.gpu_name}: {problem}")
         trt = self.trt
         self.logger = _make_logger(trt, verbose)
-        self.builder = trt.Builder(self.logger)
-        self.config = self.builder.create_builder_config()
+        self.builder = tensorrt_object(trt.Builder, "builder", self.logger, error=EngineBuildError)
+        self.config = tensorrt_object(self.builder.create_builder_config, "builder config",
+                                      error=EngineBuildError)
         self.config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
         self.network = self.parser = self.calibrator = None
         self.notes: list[str] = []

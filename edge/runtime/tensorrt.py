@@ -31,6 +31,22 @@ def _import_tensorrt():
     return trt, cuda
 
 
+def tensorrt_object(factory, what: str, *args, error: type[Exception] = ModelError):
+    """factory(*args), or a one-line `error` when TensorRT returns NULL (pybind11 raises
+    TypeError "... returned nullptr" for that, e.g. when TensorRT's own CUDA init fails)."""
+    try:
+        made = factory(*args)
+    except TypeError as exc:
+        if "nullptr" not in str(exc):
+            raise
+        made = None
+    if made is None:
+        raise error(f"TensorRT could not create its {what} (it returned NULL: its CUDA "
+                    "initialisation failed or the GPU is out of memory; see the TensorRT log above "
+                    "and nvidia-smi)")
+    return made
+
+
 class TensorRTRuntime(Runtime):
     backend = "tensorrt"
 
@@ -65,7 +81,7 @@ class TensorRTRuntime(Runtime):
         if not path.is_file():
             raise ModelError(f"{path}: engine not found")
         self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
+        self._runtime = tensorrt_object(trt.Runtime, "runtime", self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             raise ModelError(
