@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -76,11 +77,11 @@ SONAMES = ["libnvinfer", "libnvonnxparser", "libnvparsers", "libnvinfer_plugin"]
 
 # Runs in the subprocess: argv = wheel dir, JSON list of chains. Prints what exists.
 PROBE = r"""
-import inspect, json, sys, warnings
+import inspect, json, re, sys
 sys.path.insert(0, sys.argv[1])
 import tensorrt_bindings as trt
 sys.modules["tensorrt"] = trt
-chains = json.loads(sys.argv[2])
+chains, used = json.loads(sys.argv[2]), set(json.loads(sys.argv[3]))
 def resolve(chain):
     obj = trt
     for part in chain.split(".")[1:]:
@@ -88,13 +89,32 @@ def resolve(chain):
             return False
         obj = getattr(obj, part)
     return True
-members = set()
+members, deprecated = set(), {}
+DEPRECATED = re.compile(r"(?<!\()\[DEPRECATED\] Deprecated in TensorRT ([0-9.]+[0-9])")
+def own_doc(owner, name):
+    # the part of the docstrings that is about owner.name alone
+    value = getattr(owner, name)
+    doc = getattr(value, "__doc__", None) or ""
+    if inspect.ismodule(owner):  # a class: its opening, not its members' paragraphs
+        return doc.split("Members:")[0][:300]
+    if isinstance(value, owner):  # an enum member: its paragraph of the enum's docstring
+        own = re.search(rf"\n  {name} :(.*?)(?=\n\n  \w+ :|\Z)", doc, re.DOTALL)
+        return own[1] if own else ""
+    ivar = re.search(rf":ivar {name}:[^\n]*", owner.__doc__ or "")  # a property
+    return doc + (ivar[0] if ivar else "")
+def look_at(owner):
+    members.update(dir(owner))
+    for name in used & set(dir(owner)):
+        since = DEPRECATED.search(own_doc(owner, name))
+        if since:
+            deprecated[name] = min(deprecated.get(name, since[1]), since[1])
+look_at(trt)
 for _, cls in inspect.getmembers(trt, inspect.isclass):
-    members.update(dir(cls))
+    look_at(cls)
     for _, inner in inspect.getmembers(cls, inspect.isclass):
-        members.update(dir(inner))
+        look_at(inner)
 print(json.dumps({"version": trt.__version__, "chains": {c: resolve(c) for c in chains},
-                  "members": sorted(members)}))
+                  "members": sorted(members), "deprecated": deprecated}))
 """
 
 
@@ -183,12 +203,14 @@ def run_with_bindings(libs: Path, wheel_dir: Path, code: str, *args: str):
 @pytest.fixture(scope="module")
 def probes(stand_in_libs) -> dict[str, dict]:
     """{version: probe result} for every pinned wheel."""
-    chains, _, _ = scan()
+    chains, names, guarded = scan()
     asked = sorted(chains | set(CAPPED))
+    used = sorted(names | guarded | {c.rsplit(".", 1)[1] for c in chains})
     found = {}
     for requirement, wheel, sha256 in WHEELS:
         wheel_dir = _unpacked(_download(requirement, wheel, sha256))
-        result = run_with_bindings(stand_in_libs, wheel_dir, PROBE, json.dumps(asked))
+        result = run_with_bindings(stand_in_libs, wheel_dir, PROBE, json.dumps(asked),
+                                   json.dumps(used))
         assert result.returncode == 0, f"{requirement}: {result.stderr.strip()[-2000:]}"
         probe = json.loads(result.stdout)
         assert probe["version"] == requirement.split("==")[1]
@@ -330,3 +352,20 @@ def test_the_calibrator_subclasses_the_real_binding_in_supported_versions(probes
             assert "IInt8EntropyCalibrator2" in result.stdout
         else:
             assert "IInt8EntropyCalibrator2" in result.stderr  # AttributeError at import
+
+
+def test_deprecated_uses_are_surfaced_and_in_the_compatibility_table(probes):
+    """The bindings' docstrings say "[DEPRECATED] Deprecated in TensorRT X.Y" (the warning the
+    test configuration's filter hides); each deprecated use must be a row of docs/convert.md."""
+    deprecated = {}
+    for version, probe in probes.items():
+        for name, since in probe["deprecated"].items():
+            deprecated.setdefault(name, since)
+    assert {"FP16", "INT8", "set_calibration_profile"} <= set(deprecated), deprecated
+    warnings.warn(f"TensorRT deprecations the layer uses: {sorted(deprecated.items())}",
+                  UserWarning, stacklevel=1)
+    table = (REPO / "docs/convert.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    undocumented = {n: v for n, v in deprecated.items()
+                    if not any(f"`{n}`" in r and f"{v}" in r for r in rows)}
+    assert not undocumented, f"add to docs/convert.md's compatibility table: {undocumented}"
