@@ -358,7 +358,7 @@ def test_deprecated_uses_are_surfaced_and_in_the_compatibility_table(probes):
     """The bindings' docstrings say "[DEPRECATED] Deprecated in TensorRT X.Y" (the warning the
     test configuration's filter hides); each deprecated use must be a row of docs/convert.md."""
     deprecated = {}
-    for version, probe in probes.items():
+    for probe in probes.values():
         for name, since in probe["deprecated"].items():
             deprecated.setdefault(name, since)
     assert {"FP16", "INT8", "set_calibration_profile"} <= set(deprecated), deprecated
