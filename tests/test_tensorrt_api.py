@@ -72,7 +72,8 @@ void _ZN14nvcaffeparser123shutdownProtobufLibraryEv(void) {}
 """
 # Names the layer uses on non-TensorRT objects that some TensorRT class also happens to have.
 NOT_TENSORRT = {"update": "calibrator.py: tqdm progress bar",
-                "free": "pycuda device allocations"}
+                "free": "pycuda device allocations",
+                "release": "runtime: threading.Lock"}
 SONAMES = ["libnvinfer", "libnvonnxparser", "libnvparsers", "libnvinfer_plugin"]
 
 # Runs in the subprocess: argv = wheel dir, JSON list of chains. Prints what exists.
@@ -306,17 +307,21 @@ import tensorrt_bindings as trt
 sys.modules["tensorrt"] = trt
 from convert.errors import EngineBuildError
 from edge.errors import ModelError
-from edge.runtime.tensorrt import tensorrt_object
+from edge.runtime.tensorrt import recording_logger, tensorrt_object
 try:
     trt.Builder(trt.Logger())
 except TypeError as exc:
     print("raw:", exc)
+logger = recording_logger(trt)  # the runtime's ILogger subclass, on the real binding
+logger.log(trt.ILogger.Severity.ERROR, "engine plan version mismatch")
+logger.log(trt.ILogger.Severity.INFO, "not kept")
 for factory, what, error in ((trt.Builder, "builder", EngineBuildError),
                              (trt.Runtime, "runtime", ModelError)):
     try:
-        tensorrt_object(factory, what, trt.Logger(), error=error)
+        tensorrt_object(factory, what, logger, error=error)
     except error as exc:
         print(type(exc).__name__ + ":", exc)
+print("errors:", logger.errors)
 """
 
 
@@ -329,7 +334,8 @@ def test_a_null_builder_or_runtime_is_a_one_line_error(probes, stand_in_libs):
         assert lines[0].startswith("raw:") and "nullptr" in lines[0]  # what pybind11 raises
         assert lines[1].startswith("EngineBuildError: TensorRT could not create its builder (")
         assert lines[2].startswith("ModelError: TensorRT could not create its runtime (")
-        assert len(lines) == 3
+        assert lines[3] == "errors: ['engine plan version mismatch']"
+        assert len(lines) == 4
 
 
 CALIBRATOR_IMPORT = r"""
