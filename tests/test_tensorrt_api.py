@@ -375,3 +375,45 @@ def test_deprecated_uses_are_surfaced_and_in_the_compatibility_table(probes):
     undocumented = {n: v for n, v in deprecated.items()
                     if not any(f"`{n}`" in r and f"{v}" in r for r in rows)}
     assert not undocumented, f"add to docs/convert.md's compatibility table: {undocumented}"
+
+
+CALIBRATOR_FAILURE = r"""
+import sys, types
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import tensorrt_bindings as trt
+sys.modules["tensorrt"] = trt
+from convert.tensorrt.calibrator import TileCalibrator
+copies = []
+def memcpy_htod(device, chunk):
+    if copies:
+        raise RuntimeError("cuMemcpyHtoD failed: an illegal memory access")
+    copies.append(len(chunk))
+class Allocation:
+    def __int__(self):
+        return 4096
+    def free(self):
+        pass
+cuda = types.SimpleNamespace(MemoryError=MemoryError, memcpy_htod=memcpy_htod,
+                             mem_alloc=lambda n: Allocation())
+calibrator = TileCalibrator(np.zeros((8, 4, 4, 3), np.float32), 2, sys.argv[2], cuda)
+assert isinstance(calibrator, trt.IInt8EntropyCalibrator2)
+print(calibrator.get_batch_size(), calibrator.get_batch(["tiles"]) == [4096],
+      calibrator.get_batch(["tiles"]), calibrator.get_batch(["tiles"]))
+print(calibrator.failure)
+calibrator.close()
+"""
+
+
+def test_a_get_batch_failure_is_recorded_on_the_real_binding(probes, stand_in_libs, tmp_path):
+    for requirement, wheel, _ in WHEELS:
+        if _major(requirement.split("==")[1]) not in SUPPORTED_TENSORRT_MAJORS:
+            continue
+        result = run_with_bindings(stand_in_libs, CACHE / wheel.removesuffix(".whl"),
+                                   CALIBRATOR_FAILURE, str(tmp_path / "calibration.cache"))
+        assert result.returncode == 0, f"{requirement}: {result.stderr[-2000:]}"
+        assert result.stdout.splitlines() == [
+            "2 True None None",  # stops at the failure, and stays stopped
+            "INT8 calibration failed at tile 2 of 8: RuntimeError: cuMemcpyHtoD failed: an "
+            "illegal memory access",
+        ]

@@ -113,7 +113,9 @@ class EngineBuilder:
         profile = self.builder.create_optimization_profile()
         profile.set_shape(tensor.name, (1, *tile), (min(opt_batch, max_batch), *tile),
                           (max_batch, *tile))
-        self.config.add_optimization_profile(profile)
+        if self.config.add_optimization_profile(profile) < 0:
+            raise EngineBuildError(f"TensorRT refused the optimisation profile for input "
+                                   f"{tensor.name!r} {tile}, batch 1..{max_batch}")
 
     def set_precision(self, requested: str) -> str:
         """Set the builder flags; return the precision the engine really gets."""
@@ -140,17 +142,19 @@ class EngineBuilder:
         tile = tuple(tensor.shape)[1:]
         profile = self.builder.create_optimization_profile()
         profile.set_shape(tensor.name, (batch, *tile), (batch, *tile), (batch, *tile))
-        self.config.set_calibration_profile(profile)
+        if not self.config.set_calibration_profile(profile):
+            raise EngineBuildError(f"TensorRT refused the calibration profile, batch {batch}")
         self.config.int8_calibrator = calibrator
         self.calibrator = calibrator
 
     def build(self, timing_cache: Path | None) -> bytes:
         cache = self._load_timing_cache(timing_cache)
-        try:
-            serialized = self.builder.build_serialized_network(self.network, self.config)
-        except self.cuda.MemoryError as exc:
-            raise EngineBuildError(f"out of GPU memory while building ({exc}); lower "
-                                   "--max-batch or --workspace") from None
+        # TensorRT reports running out of GPU memory through its logger and a NULL result (no
+        # pycuda exception can come out of it): OOM_PATTERN below is that path.
+        serialized = self.builder.build_serialized_network(self.network, self.config)
+        failure = getattr(self.calibrator, "failure", None)
+        if failure:
+            raise EngineBuildError(failure)
         if serialized is None:
             message = " | ".join(self.logger.errors[-3:]) or "no error message"
             if OOM_PATTERN.search(message):
