@@ -25,7 +25,7 @@ SUPPORTED_TENSORRT_MAJORS = (8, 10)
 OLDEST_TENSORRT = "8.6.1"
 INSTALL_HINT = (
     "pip install steel-inspect[tensorrt] (TensorRT 8.6.1 with CUDA 11.8/12.x for GTX 10xx Pascal "
-    "SM 6.x; TensorRT 10.x, below 11, for Turing SM 7.5 and newer)"
+    "SM 6.x; TensorRT >= 10, < 11 for Turing SM 7.5 and newer)"
 )
 
 

@@ -5,12 +5,14 @@ The calibrator itself is exercised on the real bindings in tests/test_tensorrt_a
 
 from __future__ import annotations
 
+import json
 import types
 
 import pytest
 
 from convert.errors import EngineBuildError
 from convert.tensorrt.builder import EngineBuilder
+from convert.tensorrt.inspector import layer_precisions, summarise_layers
 
 
 class Config:
@@ -75,3 +77,47 @@ def test_a_null_plan_says_why(errors, message):
     builder.logger.errors = errors
     with pytest.raises(EngineBuildError, match=message):
         builder.build(None)
+
+
+DETAILED = {"Layers": [
+    {"Name": "conv1 + relu", "Outputs": [{"Format/Datatype": "Channel major FP16 format where "
+                                                             "channel % 8 == 0"}]},
+    {"Name": "res2a", "Outputs": [{"Format/Datatype": "Row major Int8 format"}]},
+    {"Name": "head matmul", "Outputs": [{"Format/Datatype": "Row major linear FP32"}]},
+    {"Name": "sigmoid", "Outputs": [{"Format/Datatype": "Row major linear FP32"}]},
+    {"Name": "reformat", "Outputs": []},
+]}
+
+
+def test_layer_precisions_come_from_the_output_data_types():
+    summary = summarise_layers(DETAILED)
+    assert summary["layers"] == {"conv1 + relu": "fp16", "res2a": "int8", "head matmul": "fp32",
+                                 "sigmoid": "fp32", "reformat": "other"}
+    assert summary["counts"] == {"fp16": 1, "fp32": 2, "int8": 1, "other": 1}
+    assert "engine inspector" in summary["source"]
+    # without detailed verbosity the inspector lists bare layer names: nothing to record
+    assert summarise_layers({"Layers": ["conv1 + relu", "res2a"]}) is None
+    assert summarise_layers({"Layers": []}) is None
+
+
+def fake_inspecting_trt(info: str | Exception):
+    def get_engine_information(fmt):
+        assert fmt == "json"
+        if isinstance(info, Exception):
+            raise info
+        return info
+
+    engine = types.SimpleNamespace(create_engine_inspector=lambda: types.SimpleNamespace(
+        get_engine_information=get_engine_information))
+    runtime = types.SimpleNamespace(deserialize_cuda_engine=lambda plan: engine)
+    return types.SimpleNamespace(Runtime=lambda logger: runtime,
+                                 LayerInformationFormat=types.SimpleNamespace(JSON="json"))
+
+
+def test_the_inspector_record_is_optional_to_the_build(caplog):
+    summary = layer_precisions(fake_inspecting_trt(json.dumps(DETAILED)), b"plan", None)
+    assert summary["counts"]["fp32"] == 2
+    failing = fake_inspecting_trt(RuntimeError("inspector unavailable"))
+    assert layer_precisions(failing, b"plan", None) is None
+    assert "per-layer precisions not recorded: engine inspector failed (inspector unavailable)" \
+        in caplog.text

@@ -18,6 +18,7 @@ import onnx
 
 from convert.errors import EngineBuildError, TensorRTUnavailable
 from convert.tensorrt import require_tensorrt
+from convert.tensorrt.inspector import layer_precisions
 from edge.errors import ModelError
 from edge.manifest import Platform, capability_problem, probe_platform
 from edge.runtime.tensorrt import tensorrt_object
@@ -37,6 +38,7 @@ class EngineBuildResult:
     platform: Platform
     effective_precision: str
     notes: list[str]
+    layer_precisions: dict | None = None  # what TensorRT chose per layer (engine inspector)
 
 
 @contextmanager
@@ -89,6 +91,8 @@ class EngineBuilder:
         self.config = tensorrt_object(self.builder.create_builder_config, "builder config",
                                       error=EngineBuildError)
         self.config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+        if hasattr(trt, "ProfilingVerbosity"):  # the engine inspector then lists layer precisions
+            self.config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
         self.network = self.parser = self.calibrator = None
         self.notes: list[str] = []
 
@@ -272,9 +276,10 @@ def build_engine(
                 _add_calibrator(builder, calibration_tiles, calibration_cache,
                                 min(opt_batch, max_batch))
             engine = builder.build(timing_cache)
+            layers = layer_precisions(builder.trt, engine, builder.logger)
         finally:
             builder.close()  # inside the context: the calibrator frees GPU memory
-    return EngineBuildResult(engine, builder.platform, effective, list(builder.notes))
+    return EngineBuildResult(engine, builder.platform, effective, list(builder.notes), layers)
 
 
 def _add_calibrator(builder: EngineBuilder, tiles, cache: Path | None, batch: int) -> None:
