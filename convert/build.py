@@ -68,6 +68,7 @@ class Candidate:
     engine_input: object  # convert.onnx_graph.TensorInfo
     engine_output: object
     calibration: dict | None
+    layer_precisions: dict | None = None
 
 
 @dataclass
@@ -143,7 +144,8 @@ def _build_tensorrt(opts, onnx_path: Path, staging: Path, calib) -> Candidate:
     return Candidate(staging, result.platform.tensorrt_version, result.platform,
                      result.effective_precision, result.notes, graph_inputs(variant)[0],
                      graph_outputs(variant)[0],
-                     calib[1] if calib and result.effective_precision == "int8" else None)
+                     calib[1] if calib and result.effective_precision == "int8" else None,
+                     result.layer_precisions)
 
 
 def _gate(opts, card, folder, splits, candidate: Candidate, onnx_path: Path) -> GateReport:
@@ -202,6 +204,7 @@ def build_and_gate(opts: BuildOptions) -> BuildOutcome:
             card=card, engine_path=staging, onnx_path=onnx_path, backend=opts.backend,
             backend_version=candidate.backend_version, platform=candidate.platform,
             requested_precision=opts.precision, effective_precision=candidate.effective_precision,
+            layer_precisions=candidate.layer_precisions,
             notes=candidate.notes, engine_input=candidate.engine_input,
             engine_output=candidate.engine_output, max_batch=opts.max_batch,
             opt_batch=min(TILES_PER_FRAME, opts.max_batch), gate=report,

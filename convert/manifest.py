@@ -37,6 +37,7 @@ def build_manifest(
     opt_batch: int,
     gate: GateReport,
     calibration: dict | None = None,
+    layer_precisions: dict | None = None,
 ) -> dict:
     host_cast = engine_input.dtype != HOST_INPUT_DTYPE
     return {
@@ -53,6 +54,8 @@ def build_manifest(
         "requested_precision": requested_precision,
         "effective_precision": effective_precision,
         "precision_notes": notes,
+        # TensorRT's per-layer choice (engine inspector); None for ONNX Runtime or where absent
+        "layer_precisions": layer_precisions,
         "input": {
             **engine_input.as_dict(),
             "host_dtype": HOST_INPUT_DTYPE,

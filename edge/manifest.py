@@ -18,9 +18,14 @@ log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 REBUILD = "rebuild with convert build-engine"
+# TensorRT majors the builder and runtime support. 11 removed the implicit-precision flags
+# (BuilderFlag.FP16/INT8, ILayer.precision) and the INT8 calibrator API the builder uses, so the
+# `tensorrt` extra and systemd/install.sh cap it below 11 (tests/test_tensorrt_api.py checks both).
+SUPPORTED_TENSORRT_MAJORS = (8, 10)
+OLDEST_TENSORRT = "8.6.1"
 INSTALL_HINT = (
     "pip install steel-inspect[tensorrt] (TensorRT 8.6.1 with CUDA 11.8/12.x for GTX 10xx Pascal "
-    "SM 6.x; TensorRT >= 10 for Turing SM 7.5 and newer)"
+    "SM 6.x; TensorRT >= 10, < 11 for Turing SM 7.5 and newer)"
 )
 
 
@@ -81,6 +86,11 @@ def capability_problem(tensorrt_version: str, capability: str) -> str | None:
     floor = MIN_CAPABILITY[max(k for k in MIN_CAPABILITY if k <= major)] if major >= 8 else None
     if floor is None:
         return f"TensorRT {tensorrt_version} is too old; {INSTALL_HINT}"
+    if major > max(SUPPORTED_TENSORRT_MAJORS):
+        return (
+            f"TensorRT {tensorrt_version} is not supported (11 removed the implicit-precision and "
+            f"INT8 calibrator API the builder uses); pip install 'tensorrt>=10,<11'"
+        )
     if sm < floor:
         hint = (
             "install TensorRT 8.6.1 (the last release for Pascal GTX 10xx)"

@@ -105,7 +105,8 @@ pick_python() {
 }
 
 # TensorRT 10 dropped Pascal (GTX 10xx, compute capability 6.x): older GPUs get 8.6.1, the last
-# release that builds engines for them.
+# release that builds engines for them; newer ones 10.x (11 removed the API the builder uses; the
+# cap must match edge.manifest.SUPPORTED_TENSORRT_MAJORS, tests/test_tensorrt_api.py checks it).
 tensorrt_pin() {
     case ",$extras," in *,tensorrt,*) ;; *) return ;; esac
     command -v nvidia-smi >/dev/null || return 0
@@ -113,6 +114,8 @@ tensorrt_pin() {
     cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' ')"
     case "$cap" in
         [0-6].*|7.[0-4]) echo "tensorrt==8.6.1" ;;
+        "") ;;
+        *) echo "tensorrt>=10,<11" ;;
     esac
 }
 

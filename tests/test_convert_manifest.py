@@ -107,6 +107,9 @@ def test_capability_rules():
     problem = capability_problem("10.3.0", "6.1")
     assert "needs >= 7.5" in problem and "TensorRT 8.6.1" in problem
     assert "too old" in capability_problem("8.6.1", "3.7")
+    assert capability_problem("10.16.1.11", "8.9") is None
+    problem = capability_problem("11.4.0.106", "8.9")  # installed against the cap
+    assert "11.4.0.106 is not supported" in problem and "'tensorrt>=10,<11'" in problem
 
 
 def test_load_model_probes_this_machine(engine, tmp_path):

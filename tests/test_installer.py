@@ -154,8 +154,12 @@ def test_uninstall_keeps_config_and_data_and_purge_removes_them(host_guard, root
     assert not calls.exists(), calls.read_text()
 
 
-@pytest.mark.parametrize("compute_cap, pin", [("6.1", "(tensorrt==8.6.1) "), ("8.6", ""), ("", "")])
-def test_tensorrt_extra_is_added_with_a_gpu_and_pinned_for_pascal(
+@pytest.mark.parametrize(
+    "compute_cap, pin",
+    [("6.1", "(tensorrt==8.6.1) "), ("7.5", "(tensorrt>=10,<11) "), ("8.6", "(tensorrt>=10,<11) "),
+     ("", "")],
+)
+def test_tensorrt_extra_is_added_with_a_gpu_and_pinned_by_generation(
     host_guard, root, compute_cap, pin
 ):
     env, _, stubs = host_guard

@@ -19,8 +19,10 @@ import onnx
 from convert.errors import EngineBuildError, TensorRTUnavailable
 from convert.onnx_graph import CAM_PREFIX
 from convert.tensorrt import require_tensorrt
+from convert.tensorrt.inspector import layer_precisions
 from edge.errors import ModelError
 from edge.manifest import Platform, capability_problem, probe_platform
+from edge.runtime.tensorrt import tensorrt_object
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class EngineBuildResult:
     platform: Platform
     effective_precision: str
     notes: list[str]
+    layer_precisions: dict | None = None  # what TensorRT chose per layer (engine inspector)
 
 
 @contextmanager
@@ -85,9 +88,12 @@ class EngineBuilder:
             raise EngineBuildError(f"{self.platform.gpu_name}: {problem}")
         trt = self.trt
         self.logger = _make_logger(trt, verbose)
-        self.builder = trt.Builder(self.logger)
-        self.config = self.builder.create_builder_config()
+        self.builder = tensorrt_object(trt.Builder, "builder", self.logger, error=EngineBuildError)
+        self.config = tensorrt_object(self.builder.create_builder_config, "builder config",
+                                      error=EngineBuildError)
         self.config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+        if hasattr(trt, "ProfilingVerbosity"):  # the engine inspector then lists layer precisions
+            self.config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
         self.network = self.parser = self.calibrator = None
         self.notes: list[str] = []
 
@@ -112,7 +118,9 @@ class EngineBuilder:
         profile = self.builder.create_optimization_profile()
         profile.set_shape(tensor.name, (1, *tile), (min(opt_batch, max_batch), *tile),
                           (max_batch, *tile))
-        self.config.add_optimization_profile(profile)
+        if self.config.add_optimization_profile(profile) < 0:
+            raise EngineBuildError(f"TensorRT refused the optimisation profile for input "
+                                   f"{tensor.name!r} {tile}, batch 1..{max_batch}")
 
     def set_precision(self, requested: str) -> str:
         """Set the builder flags; return the precision the engine really gets."""
@@ -139,17 +147,19 @@ class EngineBuilder:
         tile = tuple(tensor.shape)[1:]
         profile = self.builder.create_optimization_profile()
         profile.set_shape(tensor.name, (batch, *tile), (batch, *tile), (batch, *tile))
-        self.config.set_calibration_profile(profile)
+        if not self.config.set_calibration_profile(profile):
+            raise EngineBuildError(f"TensorRT refused the calibration profile, batch {batch}")
         self.config.int8_calibrator = calibrator
         self.calibrator = calibrator
 
     def build(self, timing_cache: Path | None) -> bytes:
         cache = self._load_timing_cache(timing_cache)
-        try:
-            serialized = self.builder.build_serialized_network(self.network, self.config)
-        except self.cuda.MemoryError as exc:
-            raise EngineBuildError(f"out of GPU memory while building ({exc}); lower "
-                                   "--max-batch or --workspace") from None
+        # TensorRT reports running out of GPU memory through its logger and a NULL result (no
+        # pycuda exception can come out of it): OOM_PATTERN below is that path.
+        serialized = self.builder.build_serialized_network(self.network, self.config)
+        failure = getattr(self.calibrator, "failure", None)
+        if failure:
+            raise EngineBuildError(failure)
         if serialized is None:
             message = " | ".join(self.logger.errors[-3:]) or "no error message"
             if OOM_PATTERN.search(message):
@@ -270,9 +280,10 @@ def build_engine(
                 _add_calibrator(builder, calibration_tiles, calibration_cache,
                                 min(opt_batch, max_batch))
             engine = builder.build(timing_cache)
+            layers = layer_precisions(builder.trt, engine, builder.logger)
         finally:
             builder.close()  # inside the context: the calibrator frees GPU memory
-    return EngineBuildResult(engine, builder.platform, effective, list(builder.notes))
+    return EngineBuildResult(engine, builder.platform, effective, list(builder.notes), layers)
 
 
 def _add_calibrator(builder: EngineBuilder, tiles, cache: Path | None, batch: int) -> None:

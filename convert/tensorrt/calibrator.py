@@ -39,11 +39,25 @@ class TileCalibrator(trt.IInt8EntropyCalibrator2):
         except cuda.MemoryError as exc:
             raise EngineBuildError(f"out of GPU memory for the calibration batch ({exc})") from None
         self._bar = None
+        self.failure: str | None = None  # the binding prints and swallows get_batch's exceptions
 
     def get_batch_size(self) -> int:
         return self.batch
 
     def get_batch(self, names):
+        """The next batch's device pointer; None at the end. An exception here would be printed
+        and dropped by the binding (calibration silently uses fewer batches), so it is recorded
+        for EngineBuilder.build to raise, and calibration stops."""
+        try:
+            return self._next_batch()
+        except Exception as exc:
+            if self.failure is None:
+                self.failure = (f"INT8 calibration failed at tile {self.position} of "
+                                f"{len(self.tiles)}: {type(exc).__name__}: {exc}")
+            log.error("%s", self.failure)
+            return None
+
+    def _next_batch(self):
         if self.position >= len(self.tiles):
             return None
         if self._bar is None:

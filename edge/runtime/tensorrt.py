@@ -10,6 +10,7 @@ set_input_shape, set_tensor_address, execute_async_v3).
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,9 @@ from edge.manifest import INSTALL_HINT, REBUILD
 from edge.runtime.base import CAM_OUTPUT, InputSpec, Runtime
 
 log = logging.getLogger(__name__)
+
+# How long close() waits for an inference call still on the GPU before leaving its memory alone.
+CLOSE_WAIT_S = 5.0
 
 
 def _import_tensorrt():
@@ -31,6 +35,40 @@ def _import_tensorrt():
     return trt, cuda
 
 
+def tensorrt_object(factory, what: str, *args, error: type[Exception] = ModelError):
+    """factory(*args), or a one-line `error` when TensorRT returns NULL (pybind11 raises
+    TypeError "... returned nullptr" for that, e.g. when TensorRT's own CUDA init fails)."""
+    try:
+        made = factory(*args)
+    except TypeError as exc:
+        if "nullptr" not in str(exc):
+            raise
+        made = None
+    if made is None:
+        raise error(f"TensorRT could not create its {what} (it returned NULL: its CUDA "
+                    "initialisation failed or the GPU is out of memory; see the TensorRT log above "
+                    "and nvidia-smi)")
+    return made
+
+
+def recording_logger(trt):
+    """A TensorRT logger into this module's log that keeps the errors, so a refusal can say why."""
+
+    class RecordingLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity, msg) -> None:
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.errors.append(str(msg).strip())
+                log.error("TensorRT: %s", msg)
+            elif severity == trt.ILogger.Severity.WARNING:
+                log.warning("TensorRT: %s", msg)
+
+    return RecordingLogger()
+
+
 class TensorRTRuntime(Runtime):
     backend = "tensorrt"
 
@@ -41,8 +79,10 @@ class TensorRTRuntime(Runtime):
         trt, cuda = _import_tensorrt()
         self.path = Path(path)
         self._trt, self._cuda = trt, cuda
-        self._context = self._engine = self._execution = self._runtime = None
+        self._context = self._engine = self._execution = self._runtime = self._stream = None
         self._buffers: list = []
+        self._in_flight = threading.Lock()  # held by infer; close() frees nothing while it is
+        self._closed = False
         try:
             cuda.init()
             self._context = cuda.Device(device).retain_primary_context()
@@ -59,19 +99,23 @@ class TensorRTRuntime(Runtime):
             if self._engine is None:
                 self._detach()
         if warm_up:
-            self.warm_up()
+            try:
+                self.warm_up()
+            except BaseException:
+                self.close()
+                raise
 
     def _load(self, path: Path, max_batch: int) -> None:
         trt, cuda = self._trt, self._cuda
         if not path.is_file():
             raise ModelError(f"{path}: engine not found")
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
+        self._logger = recording_logger(trt)
+        self._runtime = tensorrt_object(trt.Runtime, "runtime", self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
-            raise ModelError(
-                f"{path}: TensorRT {trt.__version__} cannot load this engine; {REBUILD}"
-            )
+            reason = self._logger.errors[-1] if self._logger.errors else "no reason logged"
+            raise ModelError(f"{path}: TensorRT {trt.__version__} cannot load this engine "
+                             f"({reason}); {REBUILD}")
         self._input, self._output, self._cam = _io_names(trt, self._engine, path)
         shape = tuple(self._engine.get_tensor_shape(self._input))
         profile_max = tuple(self._engine.get_tensor_profile_shape(self._input, 0)[2])[0]
@@ -91,8 +135,9 @@ class TensorRTRuntime(Runtime):
         except cuda.MemoryError as exc:
             raise ModelError(f"{path}: out of GPU memory for batch {batch} ({exc})") from None
         self._buffers = [self._device_in, self._device_out]
-        self._execution.set_tensor_address(self._input, int(self._device_in))
-        self._execution.set_tensor_address(self._output, int(self._device_out))
+        for name, buffer in ((self._input, self._device_in), (self._output, self._device_out)):
+            if not self._execution.set_tensor_address(name, int(buffer)):
+                raise ModelError(f"{path}: TensorRT refused the address of tensor {name!r}")
         self._cam_shape = None
         if self._cam is not None:
             self._alloc_cam(path, batch)
@@ -111,7 +156,8 @@ class TensorRTRuntime(Runtime):
         self._host_cam = cuda.pagelocked_empty((batch, *shape[1:]), dtype)
         self._device_cam = cuda.mem_alloc(self._host_cam.nbytes)
         self._buffers.append(self._device_cam)
-        self._execution.set_tensor_address(self._cam, int(self._device_cam))
+        if not self._execution.set_tensor_address(self._cam, int(self._device_cam)):
+            raise ModelError(f"{path}: TensorRT refused the address of tensor {self._cam!r}")
 
     @property
     def cam_shape(self) -> tuple[int, int] | None:
@@ -133,13 +179,23 @@ class TensorRTRuntime(Runtime):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         batch = self.check_batch(batch)
+        if self._closed:  # before the lock: a hung call may hold it
+            raise ModelError("the TensorRT runtime is closed; load the model again")
+        with self._in_flight:
+            if self._closed:
+                raise ModelError("the TensorRT runtime is closed; load the model again")
+            return self._infer(batch)
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         n = len(batch)
         cuda = self._cuda
         host_in, host_out = self._host_in[:n], self._host_out[:n]
         np.copyto(host_in, batch, casting="unsafe")  # uint8 -> float32 pixels, values unchanged
         self._context.push()
         try:
-            self._execution.set_input_shape(self._input, tuple(batch.shape))
+            if not self._execution.set_input_shape(self._input, tuple(batch.shape)):
+                raise ModelError(f"TensorRT refused input shape {tuple(batch.shape)} for "
+                                 f"{self._input!r} (engine profile max {self._spec.max_batch})")
             cuda.memcpy_htod_async(self._device_in, host_in, self._stream)
             if not self._execution.execute_async_v3(self._stream.handle):
                 raise ModelError(f"TensorRT execution failed for a batch of {n}")
@@ -150,21 +206,34 @@ class TensorRTRuntime(Runtime):
         return host_out.astype(np.float32, copy=True)
 
     def close(self) -> None:
-        if self._context is None:
+        """Free everything, unless an inference call is still on the GPU after CLOSE_WAIT_S:
+        then its buffers, stream and context stay allocated (a hung call may still write into
+        them) until the process exits. Either way, infer afterwards raises ModelError."""
+        if not self._in_flight.acquire(timeout=CLOSE_WAIT_S):
+            self._closed = True
+            log.error("TensorRT inference still running after %.1f s; leaving its GPU memory "
+                      "allocated until the process exits", CLOSE_WAIT_S)
             return
-        self._context.push()
         try:
-            self._free()
+            self._closed = True
+            if self._context is None:
+                return
+            self._context.push()
+            try:
+                self._free()
+            finally:
+                self._cuda.Context.pop()
+                self._detach()
         finally:
-            self._cuda.Context.pop()
-            self._detach()
+            self._in_flight.release()
 
     def _free(self) -> None:
         """Free the device buffers, the execution context and the engine (context pushed)."""
         for buffer in self._buffers:
             buffer.free()
         self._buffers = []
-        self._execution = self._engine = self._runtime = None
+        # dropped with the context current, so pycuda destroys the stream in it
+        self._stream = self._execution = self._engine = self._runtime = None
         self._host_in = self._host_out = self._host_cam = None
 
     def _detach(self) -> None:

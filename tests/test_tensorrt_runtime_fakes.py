@@ -1,0 +1,260 @@
+"""TensorRTRuntime's error and shutdown paths over fake `tensorrt` and `pycuda.driver` modules.
+
+No machine here runs TensorRT; the fakes record what the runtime frees and can refuse, fail or
+hang where the real library would, so these paths run on every CI machine. The names the fakes
+stand in for are checked against the real bindings by tests/test_tensorrt_api.py.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+
+import numpy as np
+import pytest
+
+import edge.runtime.tensorrt as trt_runtime
+from edge.errors import ModelError
+from edge.runtime.tensorrt import TensorRTRuntime
+
+H, W, C, K, PROFILE_MAX = 8, 8, 3, 4, 8
+
+
+class Allocation:
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes, self.freed, self.data = nbytes, False, None
+
+    def __int__(self) -> int:
+        return id(self)
+
+    def free(self) -> None:
+        self.freed = True
+
+
+class Execution:
+    def __init__(self, fakes) -> None:
+        self.fakes = fakes
+
+    def set_tensor_address(self, name, address) -> bool:
+        return self.fakes.accept_address
+
+    def set_input_shape(self, name, shape) -> bool:
+        return self.fakes.accept_shape
+
+    def execute_async_v3(self, stream_handle) -> bool:
+        self.fakes.executing.set()
+        self.fakes.release.wait(10)
+        return self.fakes.execute_ok
+
+
+class Engine:
+    num_io_tensors = 2
+
+    def __init__(self, fakes) -> None:
+        self.fakes = fakes
+
+    def get_tensor_name(self, i):
+        return ("tiles", "probabilities")[i]
+
+    def get_tensor_mode(self, name):
+        return "in" if name == "tiles" else "out"
+
+    def get_tensor_shape(self, name):
+        return (-1, H, W, C) if name == "tiles" else (-1, K)
+
+    def get_tensor_profile_shape(self, name, profile):
+        return [(1, H, W, C), (PROFILE_MAX, H, W, C), (PROFILE_MAX, H, W, C)]
+
+    def get_tensor_dtype(self, name):
+        return np.float32
+
+    def create_execution_context(self):
+        return Execution(self.fakes)
+
+
+class Fakes:
+    """The fake modules and the knobs the tests turn."""
+
+    def __init__(self) -> None:
+        self.accept_address = self.accept_shape = self.execute_ok = True
+        self.null_runtime = False
+        self.engine_error = None  # a TensorRT log line, and deserialising returns NULL
+        self.executing, self.release = threading.Event(), threading.Event()
+        self.release.set()
+        self.allocations: list[Allocation] = []
+        self.streams: list = []
+        self.detached = 0
+        self.trt, self.cuda = self._tensorrt(), self._cuda()
+
+    def _tensorrt(self):
+        fakes = self
+        trt = types.ModuleType("tensorrt")
+        trt.__version__ = "10.16.1.11"
+        trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
+        trt.nptype = lambda dtype: dtype
+
+        class ILogger:
+            Severity = types.SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3)
+
+            def __init__(self) -> None:
+                pass
+
+        class Runtime:
+            def __new__(cls, logger):
+                if fakes.null_runtime:
+                    raise TypeError("pybind11::init(): factory function returned nullptr")
+                runtime = super().__new__(cls)
+                runtime.logger = logger
+                return runtime
+
+            def deserialize_cuda_engine(self, data):
+                if fakes.engine_error:
+                    self.logger.log(ILogger.Severity.ERROR, fakes.engine_error)
+                    return None
+                return Engine(fakes)
+
+        trt.ILogger, trt.Runtime = ILogger, Runtime
+        return trt
+
+    def _cuda(self):
+        fakes = self
+        cuda = types.ModuleType("pycuda.driver")
+        cuda.Error = type("Error", (Exception,), {})
+        cuda.MemoryError = type("MemoryError", (cuda.Error,), {})
+        cuda.init = lambda: None
+
+        class Context:
+            pop = staticmethod(lambda: None)
+
+            def push(self) -> None:
+                pass
+
+            def detach(self) -> None:
+                fakes.detached += 1
+
+        class Stream:
+            handle = 1
+
+            def __init__(self) -> None:
+                fakes.streams.append(self)
+
+            def synchronize(self) -> None:
+                pass
+
+        def mem_alloc(nbytes):
+            fakes.allocations.append(Allocation(nbytes))
+            return fakes.allocations[-1]
+
+        def htod(device, host, stream):
+            device.data = host.copy()
+
+        def dtoh(host, device, stream):
+            host[...] = 0.25
+
+        cuda.Device = lambda n: types.SimpleNamespace(retain_primary_context=Context)
+        cuda.Context, cuda.Stream, cuda.mem_alloc = Context, Stream, mem_alloc
+        cuda.pagelocked_empty = lambda shape, dtype: np.empty(shape, dtype)
+        cuda.memcpy_htod_async, cuda.memcpy_dtoh_async = htod, dtoh
+        return cuda
+
+    @property
+    def freed(self) -> list[bool]:
+        return [a.freed for a in self.allocations]
+
+
+@pytest.fixture
+def fakes(monkeypatch) -> Fakes:
+    made = Fakes()
+    pycuda = types.ModuleType("pycuda")
+    pycuda.driver = made.cuda
+    monkeypatch.setitem(sys.modules, "tensorrt", made.trt)
+    monkeypatch.setitem(sys.modules, "pycuda", pycuda)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", made.cuda)
+    return made
+
+
+@pytest.fixture
+def engine_file(tmp_path):
+    path = tmp_path / "model.engine"
+    path.write_bytes(b"serialised engine")
+    return path
+
+
+def tiles(n: int) -> np.ndarray:
+    return np.full((n, H, W, C), 7, dtype=np.uint8)
+
+
+def test_infer_then_close_frees_buffers_stream_and_context(fakes, engine_file):
+    runtime = TensorRTRuntime(engine_file, max_batch=4)
+    out = runtime.infer(tiles(3))
+    assert out.shape == (3, K) and out.dtype == np.float32 and np.all(out == 0.25)
+    assert np.all(fakes.allocations[0].data[:3] == 7.0)  # uint8 tiles cast into float32 input
+    assert runtime._stream is fakes.streams[0]
+    runtime.close()
+    assert fakes.freed == [True, True] and fakes.detached == 1
+    assert runtime._stream is None  # dropped while the context was current
+    with pytest.raises(ModelError, match="runtime is closed"):
+        runtime.infer(tiles(1))
+    runtime.close()  # twice is harmless
+    assert fakes.detached == 1
+
+
+def test_an_engine_tensorrt_refuses_says_why(fakes, engine_file):
+    fakes.engine_error = "Serialization assertion stdVersionRead == kSERIALIZATION_VERSION failed"
+    with pytest.raises(ModelError) as raised:
+        TensorRTRuntime(engine_file)
+    message = str(raised.value)
+    assert str(engine_file) in message and "10.16.1.11 cannot load this engine" in message
+    assert "stdVersionRead == kSERIALIZATION_VERSION failed" in message
+    assert "rebuild with convert build-engine" in message and "\n" not in message
+    assert fakes.detached == 1
+
+
+def test_a_null_runtime_is_a_one_line_error(fakes, engine_file):
+    fakes.null_runtime = True
+    with pytest.raises(ModelError, match=r"^TensorRT could not create its runtime \(") as raised:
+        TensorRTRuntime(engine_file)
+    assert "\n" not in str(raised.value) and fakes.detached == 1
+
+
+def test_a_refused_tensor_address_frees_what_was_allocated(fakes, engine_file):
+    fakes.accept_address = False
+    with pytest.raises(ModelError, match="refused the address of tensor 'tiles'"):
+        TensorRTRuntime(engine_file, max_batch=4)
+    assert fakes.freed == [True, True] and fakes.detached == 1
+
+
+def test_a_refused_input_shape_is_an_error_not_a_wrong_result(fakes, engine_file):
+    runtime = TensorRTRuntime(engine_file, max_batch=4, warm_up=False)
+    fakes.accept_shape = False
+    with pytest.raises(ModelError, match=r"refused input shape \(2, 8, 8, 3\)"):
+        runtime.infer(tiles(2))
+    runtime.close()
+
+
+def test_a_failed_warm_up_frees_everything(fakes, engine_file):
+    fakes.execute_ok = False
+    with pytest.raises(ModelError, match="execution failed for a batch of 4"):
+        TensorRTRuntime(engine_file, max_batch=4)
+    assert fakes.freed == [True, True] and fakes.detached == 1
+
+
+def test_close_leaves_the_memory_of_a_hung_inference_alone(fakes, engine_file, monkeypatch,
+                                                           caplog):
+    monkeypatch.setattr(trt_runtime, "CLOSE_WAIT_S", 0.2)
+    runtime = TensorRTRuntime(engine_file, max_batch=4, warm_up=False)
+    fakes.release.clear()  # the next execute hangs until released
+    results = []
+    hung = threading.Thread(target=lambda: results.append(runtime.infer(tiles(1))))
+    hung.start()
+    assert fakes.executing.wait(5)
+    runtime.close()
+    assert fakes.freed == [False, False] and fakes.detached == 0
+    assert "still running after 0.2 s" in caplog.text
+    with pytest.raises(ModelError, match="runtime is closed"):
+        runtime.infer(tiles(1))  # at once, without waiting for the hung call
+    fakes.release.set()
+    hung.join(5)
+    assert not hung.is_alive()
+    assert len(results) == 1 and results[0].shape == (1, K)  # it still wrote into live buffers
