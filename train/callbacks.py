@@ -26,3 +26,10 @@ class FitStateWriter(keras.callbacks.Callback):
             self.best, self.best_epoch = loss, epoch + 1
         state = {"epoch": epoch + 1, "best_val_loss": self.best, "best_epoch": self.best_epoch}
         self.path.write_text(json.dumps(state) + "\n")
+
+
+class EpochCSVLogger(keras.callbacks.CSVLogger):
+    """history.csv counting epochs from 1, like fit_state.json and the logs ("Epoch 3/12")."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)

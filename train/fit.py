@@ -224,7 +224,7 @@ def array_dataset(tiles, labels, batch_size: int):
 def make_callbacks(config: FitConfig, state: dict):
     import keras  # noqa: PLC0415
 
-    from train.callbacks import FitStateWriter  # noqa: PLC0415
+    from train.callbacks import EpochCSVLogger, FitStateWriter  # noqa: PLC0415
 
     out = Path(config.out)
     checkpoints = out / rundir.CHECKPOINT_DIR
@@ -241,7 +241,7 @@ def make_callbacks(config: FitConfig, state: dict):
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=config.lr_patience, min_lr=1e-6
         ),
-        keras.callbacks.CSVLogger(out / rundir.HISTORY_FILE, append=bool(state)),
+        EpochCSVLogger(out / rundir.HISTORY_FILE, append=bool(state)),
     ]
     if importlib.util.find_spec("tensorboard") is None:
         log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")

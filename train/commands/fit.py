@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
 
 from edge.errors import ConfigError
 
@@ -60,8 +64,8 @@ def given_options(args) -> dict:
     given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
     if args.mixed_precision:
         given["mixed_precision"] = True
-    if args.quiet:
-        given["verbose"] = 2
+    # Keras progress bars only on a terminal: in a log file they are lines of ANSI escapes.
+    given["verbose"] = 2 if args.quiet or not sys.stdout.isatty() else 1
     if "focal_alpha" in given:
         given["focal_alpha"] = parse_alpha(given["focal_alpha"])
     return given
@@ -96,6 +100,24 @@ def run(args) -> int:
         raise ConfigError("--data is required (except with --resume)")
     config = FitConfig.from_dict(with_recipe(given, model_entry, FitConfig.arch, args))
     configure_tensorflow(args.threads)
-    out = fit(config, resume=args.resume, overrides=given)
+    try:
+        out = fit(config, resume=args.resume, overrides=given)
+    except KeyboardInterrupt:
+        print("\n" + interrupted_message(Path(args.out)), file=sys.stderr)
+        return 130
     print(f"run written to {out}")
     return 0
+
+
+def interrupted_message(out: Path) -> str:
+    """What Ctrl-C leaves: the exact command that continues, or that nothing is left to continue."""
+    from train import rundir  # noqa: PLC0415
+
+    state_path = out / rundir.STATE_FILE
+    if not state_path.is_file():
+        return ("train fit: interrupted before the first epoch finished; nothing was kept, "
+                "run the same command again")
+    state = json.loads(state_path.read_text())
+    epochs = json.loads((out / rundir.CONFIG_FILE).read_text()).get("epochs")
+    return (f"train fit: interrupted after epoch {state['epoch']} of {epochs}; resume with: "
+            f"train fit --resume --out {shlex.quote(str(out))}")
