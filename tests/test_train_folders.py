@@ -155,3 +155,17 @@ def test_data_changed_names_the_files(run_copy, tmp_path):
     assert "data changed since training" in message
     assert "added zz-extra.jpg" in message and f"size changed {first.name}" in message
     assert "train.csv" not in message
+
+
+def test_explain_outlines_the_mask_of_images_of_the_run_data(run_copy, tmp_path):
+    from train.explain import ground_truth
+
+    card = ModelCard.load(run_copy / "modelcard.json")
+    folder = SeverstalFolder.open(card.data["folder"])
+    image_id = next(i for i in folder.image_ids if folder.labels_of([i]).any())
+    masks = ground_truth(card, folder.image_path(image_id))
+    assert masks is not None and (masks == folder.masks(image_id)).all()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(folder.image_path(image_id), elsewhere / image_id)
+    assert ground_truth(card, elsewhere / image_id) is None

@@ -173,7 +173,9 @@ def plot_f1_curves(scored: ScoredSet, names: list[str], thresholds, out: Path) -
     fig, ax = plt.subplots(figsize=(6, 4))
     for c, name in enumerate(names):
         curve = f1_curve(scored.labels[:, c], scored.scores[:, c], DEFAULT_THRESHOLD_GRID)
-        (line,) = ax.plot(DEFAULT_THRESHOLD_GRID, curve, label=f"{c + 1}: {name}")
+        chosen = f1_curve(scored.labels[:, c], scored.scores[:, c], [thresholds[c]])[0]
+        label = f"{c + 1}: {name} (threshold {thresholds[c]:.2f}, F1 {chosen:.2f})"
+        (line,) = ax.plot(DEFAULT_THRESHOLD_GRID, curve, label=label)
         ax.axvline(thresholds[c], color=line.get_color(), linestyle=":", alpha=0.8)
     ax.set_xlabel("threshold")
     ax.set_ylabel("F1 (validation crops)")
@@ -194,7 +196,8 @@ def plot_confusion(scored: ScoredSet, names: list[str], thresholds, out: Path) -
     shares = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
     true_labels = ["defect-free", *names]
     fig, ax = plt.subplots(figsize=(1.6 * len(true_labels) + 2, 1.2 * len(true_labels) + 1.5))
-    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true row")
     for (i, j), count in np.ndenumerate(matrix):
         color = "white" if shares[i, j] > 0.5 else "black"
         ax.text(j, i, f"{count}\n{shares[i, j]:.0%}", ha="center", va="center", color=color)
