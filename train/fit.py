@@ -224,7 +224,7 @@ def array_dataset(tiles, labels, batch_size: int):
 def make_callbacks(config: FitConfig, state: dict):
     import keras  # noqa: PLC0415
 
-    from train.callbacks import EpochCSVLogger, FitStateWriter  # noqa: PLC0415
+    from train.callbacks import EpochCSVLogger, FitStateWriter, TrainingEta  # noqa: PLC0415
 
     out = Path(config.out)
     checkpoints = out / rundir.CHECKPOINT_DIR
@@ -242,6 +242,7 @@ def make_callbacks(config: FitConfig, state: dict):
             monitor="val_loss", factor=0.5, patience=config.lr_patience, min_lr=1e-6
         ),
         EpochCSVLogger(out / rundir.HISTORY_FILE, append=bool(state)),
+        TrainingEta(config.epochs),
     ]
     if importlib.util.find_spec("tensorboard") is None:
         log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
