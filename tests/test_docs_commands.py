@@ -51,7 +51,8 @@ def documented_commands() -> list[tuple[str, str, bool]]:
         lines += [(span, True) for span in _inline_commands(text)]
         for line, inline in lines:
             command = line.split(" #")[0].strip()
-            if PREFIX.match(command) and ": error:" not in command:
+            match = PREFIX.match(command)
+            if match and not command[match.end():].startswith(":"):  # not an output line
                 found.append((path.name, command, inline))
     return found
 
