@@ -52,12 +52,13 @@ def test_check_data_lists_every_problem_and_fails(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 2
     problems = [line for line in captured.out.splitlines() if line.startswith("problem: ")]
-    assert len(problems) == 4, captured.out
+    assert len(problems) == 5, captured.out
     assert "row 2 (image a.jpg): odd number of RLE tokens" in problems[0]
     assert "row 3 (image b.jpg): Severstal class 5 is not in the class map" in problems[1]
     assert "q.jpg" in problems[2] and "c.jpg (40x32)" in problems[3]
+    assert "smaller than one 256x256 tile" in problems[4]  # what `fit` would refuse
     assert captured.err.strip().splitlines() == [
-        f"train check-data: error: 4 problems in {tmp_path}; fix them before training"
+        f"train check-data: error: 5 problems in {tmp_path}; fix them before training"
     ]
 
 

@@ -164,7 +164,9 @@ def test_wrong_sizes_are_listed(tmp_path):
 
 
 def test_read_image_checks_the_size(tmp_path):
-    folder = _open(tmp_path, SPLIT_CSV, {**IMAGES, "d.jpg": (80, H)})
+    problems = Problems(strict=False)  # the header check at open() already lists d.jpg
+    folder = _open(tmp_path, SPLIT_CSV, {**IMAGES, "d.jpg": (80, H)}, problems=problems)
+    assert len(problems) == 1 and "d.jpg (80x32)" in problems.messages[0]
     with pytest.raises(DataError, match=r"d\.jpg: image is 80x32, expected 64x32"):
         folder.read_image("d.jpg")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.errors import ModelError
-from train.models import build_model, list_models, load_keras_model
+from train.models import build_model, list_models, load_keras_model, model_entry
 
 keras = pytest.importorskip("keras")
 
@@ -52,6 +52,10 @@ def test_tiny_has_the_project_input_and_output(tiny):
     probs = tiny.predict_on_batch(random_tiles(4))
     assert probs.shape == (4, 3) and probs.dtype == np.float32
     assert np.all((probs > 0) & (probs < 1))
+
+
+def test_tiny_parameter_count_is_the_listed_one(tiny):
+    assert model_entry("tiny").parameters == tiny.count_params()
 
 
 def test_class_count_follows_the_argument():
@@ -110,6 +114,7 @@ def test_resnet152_shape_and_parameter_count():
     assert backbone.count_params() == RESNET152_NO_TOP_PARAMS
     head = 2048 * 3 + 3
     assert model.count_params() == RESNET152_NO_TOP_PARAMS + head
+    assert model_entry("resnet152").parameters == model.count_params()  # as `train models` lists
     assert model.get_layer("pool").input.shape == (None, 8, 8, 2048)  # Grad-CAM's feature maps
 
 

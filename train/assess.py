@@ -21,6 +21,7 @@ from edge.modelcard import MODELCARD_FILE, ClassInfo, ModelCard, package_version
 from train import rundir
 from train.evaluation import CROPS_PER_IMAGE, EvalSettings, ScoredSet, metrics_of, score_split
 from train.metrics import best_thresholds
+from train.progress import ProgressPredictor, split_tiles
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def score_splits(
         if not splits.get(name):
             raise DataError(f"split {name!r} is empty")
         log.info("evaluating %d %s images", len(splits[name]), name)
-        scored[name] = score_split(predict, folder, splits[name], settings, PREDICT_BATCH)
+        progress = ProgressPredictor(predict, split_tiles(folder, len(splits[name]), settings),
+                                     f"evaluating {name}")
+        scored[name] = score_split(progress, folder, splits[name], settings, PREDICT_BATCH)
     return scored
 
 
@@ -157,7 +160,9 @@ def evaluate_run(run_dir, split: str = "test", data_dir=None, out=None) -> Evalu
     if not splits.get(split):
         raise DataError(f"split {split!r} of {rundir.splits_path(card, run_dir)} is empty")
     settings = EvalSettings.from_dict(card.data.get("evaluation", {"seed": 0}))
-    predict = keras_predictor(load_keras_model(run_dir / rundir.MODEL_FILE))
+    predict = ProgressPredictor(keras_predictor(load_keras_model(run_dir / rundir.MODEL_FILE)),
+                                split_tiles(folder, len(splits[split]), settings),
+                                f"evaluating {split}")
     scored = score_split(predict, folder, splits[split], settings, PREDICT_BATCH)
     metrics = metrics_of(scored, card.thresholds)
     recorded = card.metrics.get(split)

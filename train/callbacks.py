@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 from pathlib import Path
 
 import keras
+
+from train.progress import format_duration
+
+log = logging.getLogger(__name__)
 
 
 class FitStateWriter(keras.callbacks.Callback):
@@ -26,3 +32,31 @@ class FitStateWriter(keras.callbacks.Callback):
             self.best, self.best_epoch = loss, epoch + 1
         state = {"epoch": epoch + 1, "best_val_loss": self.best, "best_epoch": self.best_epoch}
         self.path.write_text(json.dumps(state) + "\n")
+
+
+class EpochCSVLogger(keras.callbacks.CSVLogger):
+    """history.csv counting epochs from 1, like fit_state.json and the logs ("Epoch 3/12")."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
+class TrainingEta(keras.callbacks.Callback):
+    """After every epoch, one log line with the time the remaining epochs will take."""
+
+    def __init__(self, epochs: int, clock=time.monotonic) -> None:
+        super().__init__()
+        self.epochs, self.clock = epochs, clock
+        self.started, self.first_epoch = None, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.started is None:
+            self.started, self.first_epoch = self.clock(), epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1 - self.first_epoch
+        per_epoch = (self.clock() - self.started) / done
+        left = self.epochs - (epoch + 1)
+        if left > 0:
+            log.info("epoch %d of %d done; about %s left for training (%s per epoch)", epoch + 1,
+                     self.epochs, format_duration(per_epoch * left), format_duration(per_epoch))

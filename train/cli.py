@@ -6,6 +6,7 @@ COMMANDS = {
     "synth": ("train.commands.synth", "generate a Severstal-format data folder"),
     "check-data": ("train.commands.check_data", "validate a Severstal-format folder"),
     "split": ("train.commands.split", "write the train/validation/test splits file"),
+    "models": ("train.commands.models", "list the architectures and their default recipes"),
     "fit": ("train.commands.fit", "train a model and write RUN_DIR"),
     "evaluate": ("train.commands.evaluate", "re-run the evaluation of RUN_DIR"),
     "explain": ("train.commands.explain", "class activation maps (Grad-CAM) for one image"),

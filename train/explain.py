@@ -3,9 +3,10 @@
 The frame is cut into tiles with `edge.tiling.tile_frame` (as the daemon does). Per tile and
 class, the gradients of the class logit with respect to the last block's feature maps (the
 input of the "pool" layer) are averaged over space to weight the maps; the ReLU of the weighted
-sum, upsampled to the tile, is placed into the frame (maximum where tiles overlap). Each class
-map is scaled by its maximum over the frame, so a panel shows where, not how much: the
-probability (max over tiles, as in the frame evaluation) is in the panel's title.
+sum, upsampled to the tile, is placed into the frame (maximum where tiles overlap). All class
+maps share one scale (divided by the largest value over the frame and every class), so panels
+compare; the probability (max over tiles, as in the frame evaluation), the threshold and, for an
+image of the run's data folder, whether its mask has the class are in each panel's title.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.errors import DataError
 from edge.tiling import tile_frame
 from train.models.registry import FEATURES_POOL, OUTPUT_NAME, TILE
 
@@ -84,13 +86,14 @@ def gradcam_frame(model, image: np.ndarray, stride: int | None = None) -> FrameC
         for cam, (x, y, w, h) in zip(cams, tiles.boxes[start : start + BATCH_TILES],
                                      strict=True):
             np.maximum(frame[:, y : y + h, x : x + w], cam, out=frame[:, y : y + h, x : x + w])
-    peak = frame.reshape(len(frame), -1).max(axis=1)
-    frame /= np.where(peak > 0, peak, 1.0)[:, None, None]
+    peak = float(frame.max())  # one scale for every class, so panels compare across classes
+    frame /= peak if peak > 0 else 1.0
     return FrameCam(frame, np.concatenate(probabilities), tiles.boxes)
 
 
-def plot_frame_cams(image: np.ndarray, cam: FrameCam, card, out: Path) -> None:
-    """The frame, then one panel per class: the Grad-CAM map over the frame."""
+def plot_frame_cams(image: np.ndarray, cam: FrameCam, card, out: Path, masks=None) -> None:
+    """The frame, then one panel per class: the Grad-CAM map over the frame on one colour scale,
+    with the ground-truth mask outlined when `masks` (bool [C, H, W]) is known."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -106,15 +109,21 @@ def plot_frame_cams(image: np.ndarray, cam: FrameCam, card, out: Path) -> None:
         probability, threshold = cam.probabilities[c], card.thresholds[c]
         verdict = "present" if probability >= threshold else "absent"
         ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-        ax.imshow(cam.cams[c], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        heat = ax.imshow(cam.cams[c], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        truth = ""
+        if masks is not None:
+            truth = f"; mask: {'yes' if masks[c].any() else 'no'}"
+            if masks[c].any():
+                ax.contour(masks[c], levels=[0.5], colors="white", linewidths=1.0)
         ax.set_title(
             f"class {card.classes[c].id} {card.classes[c].name}: p = {probability:.2f} "
-            f"(threshold {threshold:.2f}, {verdict})"
+            f"(threshold {threshold:.2f}, {verdict}{truth})"
         )
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    fig.colorbar(heat, ax=list(axes[1:]), fraction=0.02, pad=0.01, label="Grad-CAM (one scale)")
+    fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -128,6 +137,23 @@ def explain_image(run_dir: Path, image_path: Path, out: Path) -> FrameCam:
     model = load_keras_model(Path(run_dir) / rundir.MODEL_FILE)
     image = read_gray(Path(image_path))
     cam = gradcam_frame(model, image)
-    plot_frame_cams(image, cam, card, Path(out))
+    plot_frame_cams(image, cam, card, Path(out), ground_truth(card, Path(image_path)))
     log.info("wrote %s", out)
     return cam
+
+
+def ground_truth(card, image_path: Path):
+    """Masks [C, H, W] of an image of the run's data folder; None for any other image."""
+    from train import rundir  # noqa: PLC0415
+    from train.data.classmap import ClassMap  # noqa: PLC0415
+    from train.data.folder import IMAGES_DIR, SeverstalFolder  # noqa: PLC0415
+
+    root = rundir.data_folder(card)
+    if root is None or image_path.parent.resolve() != (root / IMAGES_DIR).resolve():
+        return None
+    try:
+        folder = SeverstalFolder.open(root, ClassMap.parse(card.data["class_map"]))
+        return folder.masks(image_path.name)
+    except DataError as exc:  # the outline is a help; a changed folder must not stop the figure
+        log.info("no ground-truth outline for %s: %s", image_path.name, exc)
+        return None

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import math
+import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class FitConfig:
     lr_patience: int = 2
     verbose: int = 1
     name: str | None = None
+    recipe_options: list[str] | None = None  # options taken from the architecture's recipe
 
     def __post_init__(self) -> None:
         checks = {
@@ -60,6 +62,10 @@ class FitConfig:
             "min_pixels": self.min_pixels >= 1,
             "oversample": self.oversample >= 0,
             "defect_focus": 0.0 <= self.defect_focus <= 1.0,
+            "focal_alpha": self.focal_alpha is None or 0.0 < self.focal_alpha < 1.0,
+            "focal_gamma": self.focal_gamma >= 0,
+            "patience": self.patience >= 1,
+            "lr_patience": self.lr_patience >= 1,
         }
         for key, ok in checks.items():
             if not ok:
@@ -106,31 +112,48 @@ def resolve_config(config: FitConfig, resume: bool, overrides: dict) -> tuple[Fi
 def open_data(config: FitConfig):
     from train.data.classmap import ClassMap  # noqa: PLC0415
     from train.data.folder import SeverstalFolder  # noqa: PLC0415
+    from train.data.problems import Problems  # noqa: PLC0415
+    from train.data.trainable import check_trainable, dropped_lines  # noqa: PLC0415
 
     class_map = ClassMap.parse(config.class_map) if config.class_map else None
-    return SeverstalFolder.open(Path(config.data), class_map)
+    folder = SeverstalFolder.open(Path(config.data), class_map)
+    check_trainable(folder, Problems(strict=True))
+    for line in dropped_lines(folder.summary()):
+        log.info("%s", line)
+    return folder
 
 
 def load_or_make_splits(config: FitConfig, folder) -> dict[str, list[str]]:
     """Splits from --splits, from the run (resume) or made from the seed; checked."""
-    from train.data.splits import make_splits, read_splits  # noqa: PLC0415
+    from train.data.splits import make_splits, read_splits, read_splits_file  # noqa: PLC0415
 
     own = Path(config.out) / rundir.SPLITS_FILE
-    if config.splits:
-        splits = read_splits(Path(config.splits), folder.content_hash())
-    elif own.is_file():
-        splits = read_splits(own, folder.content_hash())
-    else:
+    source = Path(config.splits) if config.splits else own if own.is_file() else None
+    if source is None:
         splits = make_splits(folder, config.seed)
+    else:
+        splits = read_splits(source, folder.content_hash())
+        check_class_map(source, read_splits_file(source)[1], folder)
     check_splits(splits, folder, config.data)
     return splits
+
+
+def check_class_map(path: Path, meta: dict, folder) -> None:
+    """A splits file made under one class map must not train under another."""
+    recorded, used = meta.get("class_map"), folder.class_map.to_text()
+    if recorded is not None and recorded != used:
+        raise DataError(
+            f"{path}: made with class map {recorded}, but this run reads the data with {used}; "
+            f"pass --class-map {recorded}"
+        )
 
 
 def save_splits(config: FitConfig, folder, splits) -> None:
     """RUN_DIR/splits.json: the run's own copy, whatever the source."""
     from train.data.splits import write_splits  # noqa: PLC0415
 
-    meta = {"data_hash": folder.content_hash(), "seed": config.seed, "source": config.splits}
+    meta = {"data_hash": folder.content_hash(), "class_map": folder.class_map.to_text(),
+            "seed": config.seed, "source": config.splits}
     write_splits(Path(config.out) / rundir.SPLITS_FILE, splits, meta)
 
 
@@ -201,7 +224,7 @@ def array_dataset(tiles, labels, batch_size: int):
 def make_callbacks(config: FitConfig, state: dict):
     import keras  # noqa: PLC0415
 
-    from train.callbacks import FitStateWriter  # noqa: PLC0415
+    from train.callbacks import EpochCSVLogger, FitStateWriter, TrainingEta  # noqa: PLC0415
 
     out = Path(config.out)
     checkpoints = out / rundir.CHECKPOINT_DIR
@@ -218,7 +241,8 @@ def make_callbacks(config: FitConfig, state: dict):
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=config.lr_patience, min_lr=1e-6
         ),
-        keras.callbacks.CSVLogger(out / rundir.HISTORY_FILE, append=bool(state)),
+        EpochCSVLogger(out / rundir.HISTORY_FILE, append=bool(state)),
+        TrainingEta(config.epochs),
     ]
     if importlib.util.find_spec("tensorboard") is None:
         log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
@@ -297,14 +321,37 @@ def fit(config: FitConfig, resume: bool = False, overrides: dict | None = None) 
     folder = open_data(config)
     splits = load_or_make_splits(config, folder)  # bad data fails before RUN_DIR is created
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_splits(config, folder, splits)
-    (out / rundir.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    training = {}
-    if int(state.get("epoch", 0)) < config.epochs:
-        training = train(config, state, folder, splits)
-    else:
-        log.info("all %d epochs already done; re-evaluating", config.epochs)
+    existed = out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        save_splits(config, folder, splits)
+        rundir.write_data_files(out, folder)
+        (out / rundir.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        training = {}
+        if int(state.get("epoch", 0)) < config.epochs:
+            training = train(config, state, folder, splits)
+        else:
+            log.info("all %d epochs already done; re-evaluating", config.epochs)
+    except BaseException:
+        if not state and not (out / rundir.STATE_FILE).is_file():
+            remove_failed_start(out, existed)
+        raise
     model_path = export_best_model(config)
     assess.finish_run(out, model_path, folder, splits, config, training)
     return out
+
+
+def remove_failed_start(out: Path, existed: bool) -> None:
+    """Undo a fresh run that failed before its first epoch, so the same command can be rerun.
+
+    The folder was new or empty (resolve_config refuses anything else), so all of it is ours.
+    """
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for entry in out.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    log.info("removed what the failed start wrote to %s", out)

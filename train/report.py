@@ -113,6 +113,22 @@ def _float(value) -> float:
         return float("nan")
 
 
+def best_epoch(history: dict[str, np.ndarray]) -> int | None:
+    """The epoch (from 1) of the lowest validation loss: the one model.keras was saved from."""
+    losses = history.get("val_loss")
+    if losses is None or not np.isfinite(losses).any():
+        return None
+    return int(history["epoch"][int(np.nanargmin(losses))])
+
+
+def lr_drop_epochs(history: dict[str, np.ndarray]) -> list[int]:
+    """Epochs (from 1) trained with a lower learning rate than the one before."""
+    rates = history.get("learning_rate", history.get("lr"))
+    if rates is None:
+        return []
+    return [int(history["epoch"][i]) for i in range(1, len(rates)) if rates[i] < rates[i - 1]]
+
+
 def plot_training_curves(history_csv: Path, out: Path) -> bool:
     """Paper Fig. 2a,b: binary accuracy and focal loss per epoch, train vs validation."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -120,7 +136,11 @@ def plot_training_curves(history_csv: Path, out: Path) -> bool:
     history = read_history(history_csv)
     if "epoch" not in history or not len(history["epoch"]):
         return False
-    epochs = history["epoch"] + 1
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
+    epochs = history["epoch"]  # counted from 1 (train.callbacks.EpochCSVLogger)
+    best = best_epoch(history)
+    drops = lr_drop_epochs(history)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric, title in (
         (axes[0], "binary_accuracy", "(a) binary accuracy"),
@@ -129,6 +149,13 @@ def plot_training_curves(history_csv: Path, out: Path) -> bool:
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             if key in history:
                 ax.plot(epochs, history[key], marker="o", label=label)
+        if best is not None:
+            ax.axvline(best, color="tab:green", linestyle="--", alpha=0.7,
+                       label=f"best epoch {best}")
+        for n, epoch in enumerate(drops):
+            ax.axvline(epoch, color="tab:red", linestyle=":", alpha=0.6,
+                       label="learning rate halved" if n == 0 else None)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -146,7 +173,9 @@ def plot_f1_curves(scored: ScoredSet, names: list[str], thresholds, out: Path) -
     fig, ax = plt.subplots(figsize=(6, 4))
     for c, name in enumerate(names):
         curve = f1_curve(scored.labels[:, c], scored.scores[:, c], DEFAULT_THRESHOLD_GRID)
-        (line,) = ax.plot(DEFAULT_THRESHOLD_GRID, curve, label=f"{c + 1}: {name}")
+        chosen = f1_curve(scored.labels[:, c], scored.scores[:, c], [thresholds[c]])[0]
+        label = f"{c + 1}: {name} (threshold {thresholds[c]:.2f}, F1 {chosen:.2f})"
+        (line,) = ax.plot(DEFAULT_THRESHOLD_GRID, curve, label=label)
         ax.axvline(thresholds[c], color=line.get_color(), linestyle=":", alpha=0.8)
     ax.set_xlabel("threshold")
     ax.set_ylabel("F1 (validation crops)")
@@ -167,7 +196,8 @@ def plot_confusion(scored: ScoredSet, names: list[str], thresholds, out: Path) -
     shares = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
     true_labels = ["defect-free", *names]
     fig, ax = plt.subplots(figsize=(1.6 * len(true_labels) + 2, 1.2 * len(true_labels) + 1.5))
-    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true row")
     for (i, j), count in np.ndenumerate(matrix):
         color = "white" if shares[i, j] > 0.5 else "black"
         ax.text(j, i, f"{count}\n{shares[i, j]:.0%}", ha="center", va="center", color=color)

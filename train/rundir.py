@@ -5,6 +5,7 @@ RUN_DIR/
   model.onnx           written by `convert export-onnx` (raw uint8 pixels in, probabilities out)
   modelcard.json       edge.modelcard.ModelCard: classes, thresholds, metrics, data, training
   splits.json          the train/validation/test image ids used (copied or generated)
+  data_files.json      train.csv's sha256 and every image's byte size (names what changed later)
   fit_config.json      every `train fit` option (used by --resume)
   fit_state.json       last finished epoch and best validation loss (used by --resume)
   history.csv          Keras CSVLogger: loss and binary accuracy per epoch
@@ -16,6 +17,7 @@ RUN_DIR/
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from edge.errors import DataError
@@ -24,6 +26,8 @@ from edge.modelcard import MODELCARD_FILE, ModelCard
 MODEL_FILE = "model.keras"
 ONNX_FILE = "model.onnx"
 SPLITS_FILE = "splits.json"
+DATA_FILES = "data_files.json"
+EXPLAIN_DIR = "explain"
 CONFIG_FILE = "fit_config.json"
 STATE_FILE = "fit_state.json"
 HISTORY_FILE = "history.csv"
@@ -70,9 +74,35 @@ def open_run_data(card: ModelCard, run_dir: Path, data_dir: Path | None = None):
     if recorded and folder.content_hash() != recorded:
         raise DataError(
             f"{folder_path}: data changed since training (sha256 {folder.content_hash()[:12]}, "
-            f"card has {recorded[:12]})"
+            f"card has {recorded[:12]}){changed_files(Path(run_dir), folder)}"
         )
     return folder, read_splits(splits_path(card, run_dir))
+
+
+def write_data_files(run_dir: Path, folder) -> None:
+    """RUN_DIR/data_files.json: the listing the content hash was computed from."""
+    (Path(run_dir) / DATA_FILES).write_text(json.dumps(folder.file_listing()) + "\n")
+
+
+def changed_files(run_dir: Path, folder) -> str:
+    """': added x.png; size changed a.jpg' against RUN_DIR/data_files.json ('' without it)."""
+    from train.data.folder import CSV_NAME, IMAGES_DIR  # noqa: PLC0415
+    from train.data.problems import name_some  # noqa: PLC0415
+
+    path = run_dir / DATA_FILES
+    if not path.is_file():
+        return ""
+    then, now = json.loads(path.read_text()), folder.file_listing()
+    parts = [f"{CSV_NAME} changed"] if then.get(CSV_NAME) != now[CSV_NAME] else []
+    old, new = then.get(IMAGES_DIR, {}), now[IMAGES_DIR]
+    for label, names in (
+        ("added", sorted(set(new) - set(old))),
+        ("removed", sorted(set(old) - set(new))),
+        ("size changed", sorted(n for n in set(old) & set(new) if old[n] != new[n])),
+    ):
+        if names:
+            parts.append(f"{label} {name_some(names, 5)}")
+    return ": " + "; ".join(parts) if parts else ""
 
 
 def splits_path(card: ModelCard, run_dir: Path) -> Path:

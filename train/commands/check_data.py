@@ -37,13 +37,17 @@ def run(args) -> int:
     from train.data.classmap import ClassMap
     from train.data.folder import SeverstalFolder
     from train.data.problems import Problems
+    from train.data.trainable import check_trainable, dropped_lines
 
     class_map = ClassMap.parse(args.class_map) if args.class_map else None
     problems = Problems(strict=False)
     log.info("checking %s (decoding every image)", args.data)
     folder = SeverstalFolder.open(args.data, class_map, check_images=True, problems=problems)
+    check_trainable(folder, problems)
     summary = folder.summary()
     print(format_summary(summary, folder.root))
+    for line in dropped_lines(summary):
+        print(line)
     for c in summary["classes"]:
         if c["images"] == 0:
             print(f"warning: class {c['id']} ({c['name']}) has no images")

@@ -7,7 +7,8 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run folder written by `train fit`")
-    parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    parser.add_argument("--split", default="test", choices=("train", "validation", "test"),
+                        help="split to evaluate (default test)")
     parser.add_argument("--data", default=None,
                         help="data folder if it moved (its content must be unchanged)")
     parser.add_argument("--out", default=None,

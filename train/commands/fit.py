@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
 
 from edge.errors import ConfigError
 
-# option -> (type, help); every default lives in train.fit.FitConfig so --resume can tell which
+RECIPE = "default: the architecture's recipe (`train models`)"
+
+# option -> (type, help); the defaults of recipe options come from the architecture's entry in
+# the model registry, every other default from train.fit.FitConfig, so --resume can tell which
 # options were given on the command line.
 OPTIONS = {
     "data": (str, "Severstal-format folder (train_images/ + train.csv)"),
-    "arch": (str, "architecture from the registry (default resnet152, the paper's)"),
+    "arch": (str, "architecture: {choices} (default resnet152, the paper's)"),
     "weights": (str, "none (default), imagenet, or a Keras checkpoint of the same architecture"),
-    "epochs": (int, "number of epochs (default 30)"),
-    "batch_size": (int, "crops per batch (default 16)"),
-    "steps_per_epoch": (int, "batches per epoch (default: training images / batch size)"),
-    "lr": (float, "Adam learning rate (default 1e-3; 1e-4 suits --weights imagenet)"),
-    "focal_alpha": (str, "focal loss alpha in (0, 1), or 'none' for no class balancing "
-                         "(default 0.25)"),
-    "focal_gamma": (float, "focal loss gamma (default 2)"),
-    "oversample": (float, "oversample images of rare classes by (n_max/n_c)**X (default 0)"),
+    "epochs": (int, f"number of epochs ({RECIPE})"),
+    "batch_size": (int, f"crops per batch, global over GPUs ({RECIPE})"),
+    "steps_per_epoch": (int, f"batches per epoch; auto = training images / batch ({RECIPE})"),
+    "lr": (float, f"Adam learning rate; 1e-4 suits --weights imagenet ({RECIPE})"),
+    "focal_alpha": (str, f"focal loss alpha in (0, 1), or 'none' for no class balancing "
+                         f"({RECIPE})"),
+    "focal_gamma": (float, f"focal loss gamma >= 0 ({RECIPE})"),
+    "oversample": (float, f"oversample images of rare classes by (n_max/n_c)**X ({RECIPE})"),
     "defect_focus": (float, "chance that a crop of a defective image is placed over one of its "
-                            "defects (default 0: uniform random crops, as in the paper)"),
+                            f"defects; 0 = uniform random crops, as in the paper ({RECIPE})"),
     "min_pixels": (int, "crop-label rule: mask pixels inside a tile to call a class present "
                         "(default 32)"),
     "class_map": (str, "Severstal id:project id pairs, e.g. 1:1,2:0,3:2,4:3 (default identity)"),
@@ -36,10 +43,15 @@ OPTIONS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from train.models import list_models  # noqa: PLC0415
+    from train.models.listing import recipe_lines  # noqa: PLC0415
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "default recipes (options not given):\n" + "\n".join(recipe_lines())
     parser.add_argument("--out", required=True, help="run folder to create (or to --resume)")
     for option, (kind, help_text) in OPTIONS.items():
         parser.add_argument("--" + option.replace("_", "-"), type=kind, default=None,
-                            help=help_text)
+                            help=help_text.replace("{choices}", ", ".join(list_models())))
     parser.add_argument("--mixed-precision", action="store_true", default=None,
                         help="float16 compute on GPUs (the output stays float32)")
     parser.add_argument("--resume", action="store_true",
@@ -52,11 +64,22 @@ def given_options(args) -> dict:
     given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
     if args.mixed_precision:
         given["mixed_precision"] = True
-    if args.quiet:
-        given["verbose"] = 2
+    # Keras progress bars only on a terminal: in a log file they are lines of ANSI escapes.
+    given["verbose"] = 2 if args.quiet or not sys.stdout.isatty() else 1
     if "focal_alpha" in given:
         given["focal_alpha"] = parse_alpha(given["focal_alpha"])
     return given
+
+
+def with_recipe(given: dict, model_entry, default_arch: str, args) -> dict:
+    """The fit options: given ones over the architecture's recipe (a fresh run only: a resumed
+    run keeps the values stored in its fit_config.json)."""
+    base = {"data": given.get("data", ""), "out": args.out}
+    entry = model_entry(given.get("arch", default_arch))
+    if args.resume:
+        return {**base, **given}
+    recipe = {k: v for k, v in entry.recipe.to_dict().items() if k not in given}
+    return {**base, **recipe, **given, "recipe_options": sorted(recipe)}
 
 
 def parse_alpha(text: str) -> float | None:
@@ -75,9 +98,26 @@ def run(args) -> int:
     given = given_options(args)
     if not args.resume and "data" not in given:
         raise ConfigError("--data is required (except with --resume)")
-    config = FitConfig.from_dict({"data": given.get("data", ""), "out": args.out, **given})
-    model_entry(config.arch)
+    config = FitConfig.from_dict(with_recipe(given, model_entry, FitConfig.arch, args))
     configure_tensorflow(args.threads)
-    out = fit(config, resume=args.resume, overrides=given)
+    try:
+        out = fit(config, resume=args.resume, overrides=given)
+    except KeyboardInterrupt:
+        print("\n" + interrupted_message(Path(args.out)), file=sys.stderr)
+        return 130
     print(f"run written to {out}")
     return 0
+
+
+def interrupted_message(out: Path) -> str:
+    """What Ctrl-C leaves: the exact command that continues, or that nothing is left to continue."""
+    from train import rundir  # noqa: PLC0415
+
+    state_path = out / rundir.STATE_FILE
+    if not state_path.is_file():
+        return ("train fit: interrupted before the first epoch finished; nothing was kept, "
+                "run the same command again")
+    state = json.loads(state_path.read_text())
+    epochs = json.loads((out / rundir.CONFIG_FILE).read_text()).get("epochs")
+    return (f"train fit: interrupted after epoch {state['epoch']} of {epochs}; resume with: "
+            f"train fit --resume --out {shlex.quote(str(out))}")

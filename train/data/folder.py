@@ -1,8 +1,10 @@
 """A Severstal-format data folder: `DIR/train_images/*.jpg` plus `DIR/train.csv` (RLE masks).
 
 Every image in train_images/ is part of the data set; images without CSV rows are defect-free.
-All images share one size (Kaggle: 1600x256). `open()` raises DataError on the first problem;
-`check-data` passes a non-strict `Problems` to collect them all.
+All images share one size (Kaggle: 1600x256): every header is read at `open()` and the size of
+the majority is the expected one, so one odd file is named instead of failing after training.
+`open()` raises DataError on the first problem; `check-data` passes a non-strict `Problems` to
+collect them all.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from edge.errors import DataError
 from edge.imageio import IMAGE_SUFFIXES
-from train.data import images, rle
+from train.data import headers, images, rle
 from train.data.classmap import DROPPED, ClassMap
 from train.data.csvfile import MaskRow, read_mask_rows
 from train.data.problems import Problems, name_some
@@ -39,6 +41,7 @@ class SeverstalFolder:
         self._runs: dict[str, list[list[Runs]]] = runs
         self._index = {image_id: i for i, image_id in enumerate(image_ids)}
         self._content_hash: str | None = None
+        self.dropped: dict[int, dict] = {}  # Severstal id -> images, mask pixels the map drops
         self.labels = np.zeros((len(image_ids), len(self.class_ids)), dtype=bool)
         for image_id, per_class in runs.items():
             self.labels[self._index[image_id]] = [bool(r) for r in per_class]
@@ -65,12 +68,16 @@ class SeverstalFolder:
         rows = read_mask_rows(root / CSV_NAME, problems)
         if class_map is None:
             class_map = ClassMap.identity(r.class_id for r in rows)
-        size = _image_size(image_dir, image_ids[0], width, height)
-        runs = _collect_runs(root / CSV_NAME, rows, class_map, size, problems)
+            warn_if_kaggle_classes(rows)
+        sizes = _read_sizes(image_dir, image_ids, problems)
+        size = _expected_size(sizes, width, height)
+        runs, dropped = _collect_runs(root / CSV_NAME, rows, class_map, size, problems)
         _check_listed_images(image_dir, rows, runs, set(image_ids), problems)
+        _check_sizes(image_dir, sizes, size, problems)
         if check_images:
-            _check_all_images(image_dir, image_ids, size, problems)
+            _check_all_images(image_dir, [i for i in image_ids if i in sizes], problems)
         folder = cls(root, class_map, image_ids, size, runs)
+        folder.dropped = dropped
         log.debug("opened %s: %d images, classes %s", root, len(image_ids), class_map)
         return folder
 
@@ -122,11 +129,19 @@ class SeverstalFolder:
         """
         if self._content_hash is None:
             digest = hashlib.sha256((self.root / CSV_NAME).read_bytes())
-            for image_id in self.image_ids:
-                size = (self.root / IMAGES_DIR / image_id).stat().st_size
+            for image_id, size in self.image_bytes().items():
                 digest.update(f"\n{image_id}\t{size}".encode())
             self._content_hash = digest.hexdigest()
         return self._content_hash
+
+    def image_bytes(self) -> dict[str, int]:
+        """Byte size of every image file, by image id (what the content hash covers)."""
+        return {i: (self.root / IMAGES_DIR / i).stat().st_size for i in self.image_ids}
+
+    def file_listing(self) -> dict:
+        """train.csv's sha256 and every image's byte size: names what changed when the hash does."""
+        csv_hash = hashlib.sha256((self.root / CSV_NAME).read_bytes()).hexdigest()
+        return {CSV_NAME: csv_hash, IMAGES_DIR: self.image_bytes()}
 
     def summary(self) -> dict:
         """Images, defect-free images, and per class: images and mask pixels."""
@@ -139,6 +154,7 @@ class SeverstalFolder:
             "size": [self.width, self.height],
             "defect_free": int((~self.labels.any(axis=1)).sum()),
             "class_map": self.class_map.to_text(),
+            "dropped": [{"severstal_id": k, **v} for k, v in self.dropped.items()],
             "classes": [
                 {"id": cid, "name": name, "images": int(n), "mask_pixels": int(p)}
                 for cid, name, n, p in zip(
@@ -160,30 +176,81 @@ class SeverstalFolder:
         return f"SeverstalFolder({str(self.root)!r}, {len(self)} images, map {self.class_map})"
 
 
-def _image_size(image_dir: Path, first: str, width, height) -> tuple[int, int]:
-    if width is not None and height is not None:
-        return int(width), int(height)
-    size = images.image_size(image_dir / first)
-    return (int(width) if width else size[0], int(height) if height else size[1])
+KAGGLE_CLASS_IDS = {1, 2, 3, 4}
+PAPER_CLASS_MAP = "1:1,2:0,3:2,4:3"
 
 
-def _collect_runs(csv_path, rows: list[MaskRow], class_map, size, problems) -> dict:
-    """Validated runs per image and project class; images with no present class are left out."""
+def warn_if_kaggle_classes(rows: list[MaskRow]) -> None:
+    """Kaggle's classes 1-4 read without a map train 4 classes, not the paper's 3; a class 4
+    (the paper has none) among ids 1-4 is the sign."""
+    ids = {r.class_id for r in rows}
+    if 4 in ids and ids <= KAGGLE_CLASS_IDS:
+        log.warning(
+            "the data has Severstal classes 1-4 (the Kaggle layout) and no --class-map: "
+            "training 4 classes as they are; the paper's classes need --class-map %s",
+            PAPER_CLASS_MAP,
+        )
+
+
+def _read_sizes(image_dir: Path, image_ids: list[str], problems: Problems) -> dict:
+    """(width, height) per readable image, from its header; unreadable ones are problems."""
+    sizes = {}
+    for image_id in image_ids:
+        try:
+            sizes[image_id] = headers.header_size(image_dir / image_id)
+        except DataError as exc:
+            problems.add(str(exc))
+    if not sizes:
+        raise DataError(f"{image_dir}: no readable image")
+    return sizes
+
+
+def _expected_size(sizes: dict, width, height) -> tuple[int, int]:
+    majority = headers.majority_size(sizes)
+    return (int(width) if width else majority[0], int(height) if height else majority[1])
+
+
+def _collect_runs(csv_path, rows: list[MaskRow], class_map, size, problems):
+    """(runs per image and project class, what the map drops per Severstal id).
+
+    Images with no present class are left out of the runs. Rows of a class the map does not
+    name give one problem per class (the first row, and how many more), not one per row.
+    """
     n_pixels = size[0] * size[1]
     n_classes = class_map.num_classes
     runs: dict[str, list[list[Runs]]] = {}
+    dropped: dict[int, dict] = {}
+    unmapped: dict[int, list[MaskRow]] = {}
     for row in rows:
+        if row.class_id not in class_map.mapping:
+            unmapped.setdefault(row.class_id, []).append(row)
+            continue
         try:
-            project_id = class_map.to_project(row.class_id)
             parsed = rle.parse_runs(row.rle, n_pixels)
         except DataError as exc:
             problems.add(f"{csv_path} row {row.row} (image {row.image_id}): {exc}")
             continue
-        if project_id == DROPPED or not len(parsed[0]):
+        project_id = class_map.to_project(row.class_id)
+        if not len(parsed[0]):
+            continue
+        if project_id == DROPPED:
+            counts = dropped.setdefault(row.class_id, {"images": set(), "mask_pixels": 0})
+            counts["images"].add(row.image_id)
+            counts["mask_pixels"] += int(parsed[1].sum())
             continue
         per_class = runs.setdefault(row.image_id, [[] for _ in range(n_classes)])
         per_class[project_id - 1].append(parsed)
-    return runs
+    for class_id, class_rows in sorted(unmapped.items()):
+        first = class_rows[0]
+        more = f" (and {len(class_rows) - 1} more rows of class {class_id})" if len(
+            class_rows) > 1 else ""
+        problems.add(
+            f"{csv_path} row {first.row} (image {first.image_id}): Severstal class {class_id} "
+            f"is not in the class map {class_map.to_text()}{more}"
+        )
+    summary = {k: {"images": len(v["images"]), "mask_pixels": v["mask_pixels"]}
+               for k, v in sorted(dropped.items())}
+    return runs, summary
 
 
 def _check_listed_images(image_dir: Path, rows, runs: dict, on_disk: set, problems) -> None:
@@ -197,18 +264,18 @@ def _check_listed_images(image_dir: Path, rows, runs: dict, on_disk: set, proble
             runs.pop(image_id, None)
 
 
-def _check_all_images(image_dir: Path, image_ids: list[str], size, problems: Problems) -> None:
-    wrong_size = []
-    for image_id in image_ids:
-        try:
-            image = images.read_gray(image_dir / image_id)
-        except DataError as exc:
-            problems.add(str(exc))
-            continue
-        if (image.shape[1], image.shape[0]) != tuple(size):
-            wrong_size.append(f"{image_id} ({image.shape[1]}x{image.shape[0]})")
+def _check_sizes(image_dir: Path, sizes: dict, size, problems: Problems) -> None:
+    wrong_size = [f"{i} ({w}x{h})" for i, (w, h) in sizes.items() if (w, h) != tuple(size)]
     if wrong_size:
         problems.add(
             f"{len(wrong_size)} images in {image_dir} have the wrong size "
             f"(expected {size[0]}x{size[1]}): {name_some(wrong_size)}"
         )
+
+
+def _check_all_images(image_dir: Path, image_ids: list[str], problems: Problems) -> None:
+    for image_id in image_ids:
+        try:
+            images.read_gray(image_dir / image_id)
+        except DataError as exc:
+            problems.add(str(exc))

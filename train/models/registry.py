@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import ModelError
+from train.models.recipe import PAPER_RECIPE, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +32,27 @@ class ModelEntry:
     builder: Callable
     description: str
     pretrained: tuple[str, ...] = ()
+    recipe: Recipe = PAPER_RECIPE
+    parameters: int | None = None  # with 3 classes (checked in tests/test_train_models.py)
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(description: str, pretrained: tuple[str, ...] = ()) -> Callable:
-    """Decorator: register the builder under its function name."""
+def register_model(
+    description: str,
+    pretrained: tuple[str, ...] = (),
+    recipe: Recipe = PAPER_RECIPE,
+    parameters: int | None = None,
+) -> Callable:
+    """Decorator: register the builder under its function name, with its default recipe."""
 
     def wrap(builder: Callable) -> Callable:
         name = builder.__name__
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = ModelEntry(name, builder, description, tuple(pretrained))
+        _MODELS[name] = ModelEntry(name, builder, description, tuple(pretrained), recipe,
+                                   parameters)
         return builder
 
     return wrap

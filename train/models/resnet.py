@@ -9,6 +9,11 @@ from train.models.registry import FEATURES_POOL, INPUT_NAME, OUTPUT_NAME, TILE, 
 
 log = logging.getLogger(__name__)
 
+# Parameters with 3 classes (backbone without top + Dense head), as `train models` lists them.
+RESNET50_PARAMETERS = 23_593_859
+RESNET101_PARAMETERS = 42_664_323
+RESNET152_PARAMETERS = 58_377_091
+
 # keras.applications ResNets ("caffe" preprocessing) expect BGR pixels minus these channel means.
 # The gray channel is repeated, so the BGR order needs no swap.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -52,17 +57,19 @@ def _backbone(keras, app_name: str, weights: str):
         ) from None
 
 
-@register_model("ResNet-50 (keras.applications) + sigmoid head", pretrained=("imagenet",))
+@register_model("ResNet-50 (keras.applications) + sigmoid head", pretrained=("imagenet",),
+                parameters=RESNET50_PARAMETERS)
 def resnet50(num_classes: int, weights: str = "none"):
     return _build("ResNet50", num_classes, weights)
 
 
-@register_model("ResNet-101 (keras.applications) + sigmoid head", pretrained=("imagenet",))
+@register_model("ResNet-101 (keras.applications) + sigmoid head", pretrained=("imagenet",),
+                parameters=RESNET101_PARAMETERS)
 def resnet101(num_classes: int, weights: str = "none"):
     return _build("ResNet101", num_classes, weights)
 
 
 @register_model("ResNet-152 (keras.applications) + sigmoid head; the paper's choice",
-                pretrained=("imagenet",))
+                pretrained=("imagenet",), parameters=RESNET152_PARAMETERS)
 def resnet152(num_classes: int, weights: str = "none"):
     return _build("ResNet152", num_classes, weights)

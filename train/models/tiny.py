@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from train.models.recipe import TINY_CPU_RECIPE
 from train.models.registry import FEATURES_POOL, INPUT_NAME, OUTPUT_NAME, TILE, register_model
 
 # Fixed pixel statistics: BatchNorm after the stem absorbs the rest.
 PIXEL_MEAN = 128.0
 PIXEL_STD = 64.0
+TINY_PARAMETERS = 63_731  # with 3 classes (checked in tests/test_train_models.py)
 STEM_FILTERS = 16
 BLOCK_FILTERS = (24, 32, 48)
 
@@ -33,7 +35,8 @@ def residual_block(keras, x, filters: int, stride: int, name: str):
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-@register_model("4x4 patch stem + three residual blocks (64 k parameters): CPU training, tests")
+@register_model("4x4 patch stem + three residual blocks (64 k parameters): CPU training, tests",
+                recipe=TINY_CPU_RECIPE, parameters=TINY_PARAMETERS)
 def tiny(num_classes: int, weights: str = "none"):
     import keras  # noqa: PLC0415
 

@@ -1,0 +1,80 @@
+"""Ctrl-C during `train fit`, plain logs off a terminal, one epoch convention, curve markers."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from tests.test_train_cli import run_cli
+from train import rundir
+from train.commands.fit import given_options
+from train.report import best_epoch, lr_drop_epochs, read_history
+
+
+def _fit(capsys, data, out):
+    return run_cli(capsys, "fit", "--data", str(data), "--out", str(out), "--arch", "tiny",
+                   "--threads", "2")
+
+
+def test_ctrl_c_after_an_epoch_prints_the_resume_command(tiny_synth_data, tmp_path, capsys,
+                                                         monkeypatch):
+    import train.fit
+
+    def two_epochs_then_ctrl_c(config, state, folder, splits):
+        (tmp_path / "run" / rundir.STATE_FILE).write_text(json.dumps({"epoch": 2}))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.fit, "train", two_epochs_then_ctrl_c)
+    code, _, err = _fit(capsys, tiny_synth_data, tmp_path / "run")
+    assert code == 130
+    lines = err.strip().splitlines()
+    assert lines[-1] == (f"train fit: interrupted after epoch 2 of 12; resume with: "
+                         f"train fit --resume --out {tmp_path / 'run'}")
+    assert err.count("interrupted") == 1 and "Traceback" not in err
+    assert (tmp_path / "run" / rundir.CONFIG_FILE).is_file()  # kept for --resume
+
+
+def test_ctrl_c_in_the_first_epoch_keeps_nothing(tiny_synth_data, tmp_path, capsys, monkeypatch):
+    import train.fit
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.fit, "train", ctrl_c)
+    code, _, err = _fit(capsys, tiny_synth_data, tmp_path / "run")
+    assert code == 130 and "run the same command again" in err.strip().splitlines()[-1]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("tty", "quiet", "verbose"), [(True, False, 1), (False, False, 2),
+                                                        (True, True, 2)])
+def test_progress_bars_only_on_a_terminal(monkeypatch, tty, quiet, verbose):
+    import argparse
+    import sys
+
+    from train.commands.fit import OPTIONS
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: tty)
+    args = argparse.Namespace(**dict.fromkeys(OPTIONS), mixed_precision=None, quiet=quiet)
+    assert given_options(args)["verbose"] == verbose
+
+
+def test_history_counts_epochs_from_one_like_the_state(trained_run):
+    history = read_history(trained_run / rundir.HISTORY_FILE)
+    state = json.loads((trained_run / rundir.STATE_FILE).read_text())
+    assert history["epoch"].tolist() == list(range(1, state["epoch"] + 1))
+    assert best_epoch(history) == state["best_epoch"]
+
+
+def test_curve_markers_find_the_best_epoch_and_the_learning_rate_drops(tmp_path):
+    path = tmp_path / "history.csv"
+    rows = [(1, 0.5, 1e-3), (2, 0.3, 1e-3), (3, 0.4, 1e-3), (4, 0.35, 5e-4), (5, 0.36, 2.5e-4)]
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["epoch", "val_loss", "learning_rate"])
+        writer.writerows(rows)
+    history = read_history(path)
+    assert best_epoch(history) == 2
+    assert lr_drop_epochs(history) == [4, 5]
