@@ -423,6 +423,11 @@ class LoggingConfig(Section):
     ] = Field("INFO", description="log level: DEBUG, INFO, WARNING or ERROR")
 
 
+# --- [console] (issue 18): its section class lives with the console; imported here, after Section
+# and ConfigPath exist, because edge/console/config.py builds on them.
+from edge.console.config import ConsoleConfig  # noqa: E402
+
+
 class EdgeConfig(Section):
     site: SiteConfig = Field(description="Where this daemon sits: line and camera ids")
     camera: CameraConfig = Field(
@@ -449,6 +454,10 @@ class EdgeConfig(Section):
     )
     logging: LoggingConfig = Field(
         default_factory=LoggingConfig, description="Log verbosity (logs go to stdout/journald)"
+    )
+    console: ConsoleConfig = Field(
+        default_factory=ConsoleConfig,
+        description="The inspection console (`edge console`): web page address, access, archive",
     )
 
 

@@ -1,0 +1,1 @@
+"""Observing the daemon: what it shows of itself beside the events (latest frame, ...)."""

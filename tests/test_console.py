@@ -1,0 +1,158 @@
+"""The console: config section, archive guard and HTTP routes (Starlette test client)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from starlette.testclient import TestClient
+
+from edge.config import parse_config
+from edge.console.app import build_app
+from edge.console.archive import Archive
+from edge.console.state import ConsoleState
+from edge.errors import ConfigError
+from tests import console_payloads as p
+
+BASE = {"site": {"line": "L1", "camera": "cam1"},
+        "camera": {"type": "replay", "path": "frames"}, "model": {"path": "m.onnx"},
+        "mqtt": {"host": "127.0.0.1"}, "outbox": {"path": "o.sqlite"}}
+
+
+def config_with(console: dict, tmp_path=None):
+    return parse_config(BASE | {"console": console}, base_dir=tmp_path)
+
+
+def test_console_section_defaults_to_loopback_without_token():
+    console = config_with({}).console
+    assert (console.host, console.port, console.read_token()) == ("127.0.0.1", 8080, None)
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8080", "10.1.2.3:80", "[::]:8080"])
+def test_a_non_loopback_listen_without_a_token_is_refused(listen):
+    with pytest.raises(ConfigError, match=r"^config: console: .*not a loopback address"):
+        config_with({"listen": listen})
+
+
+@pytest.mark.parametrize("listen", ["8080", "host:", ":80", "h:70000"])
+def test_a_bad_listen_names_the_key(listen):
+    with pytest.raises(ConfigError, match=r"^config: console.listen: must be HOST:PORT"):
+        config_with({"listen": listen})
+
+
+def test_token_file_is_read_and_must_be_long_enough(tmp_path):
+    (tmp_path / "token").write_text("short\n")
+    console = config_with({"listen": "0.0.0.0:8080", "token_file": "token"}, tmp_path).console
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        console.read_token()
+    (tmp_path / "token").write_text("x" * 32 + "\n")
+    assert console.read_token() == "x" * 32
+
+
+@pytest.mark.parametrize("relative", [
+    "../secret.jpg", "defects/../../secret.jpg", "/etc/passwd", "defects/C1/0000.txt",
+    "link/secret.jpg", "defects\\..\\..\\secret.jpg", "nothing/here.jpg", "a\0.jpg",
+])
+def test_the_archive_refuses_paths_outside_its_root_or_of_other_types(tmp_path, relative):
+    root = tmp_path / "archive"
+    p.make_archive(root, defects=1, cameras=())
+    (tmp_path / "secret.jpg").write_bytes(b"secret")
+    (root / "link").symlink_to(tmp_path)
+    (root / "defects/C1/0000.txt").write_text("x")
+    assert Archive(root).resolve(relative) is None
+    assert Archive(root).resolve("defects/C1/0000.jpg") == root / "defects/C1/0000.jpg"
+
+
+@pytest.fixture
+def filled(tmp_path):
+    root = tmp_path / "archive"
+    images = p.make_archive(root)
+    state = ConsoleState(max_events=100, max_coils=10)
+    events = [p.event("cam1" if i % 2 else "cam2", "C1", i + 1, i * 0.5,
+                      class_id=1 + i % 3, score=0.5 + i * 0.05, image=images[i])
+              for i in range(8)]
+    for event in events:
+        p.schema_valid("defects", event)
+        state.add_event(event, 5.0)
+    report = p.coil_report("cam1", "C0", map_png="maps/C0-cam1.png")
+    p.schema_valid("coils", report)
+    state.add_coil_report(report)
+    state.set_stats("cam1", p.stats("cam1", 10))
+    return state, events, root
+
+
+def client_of(state, root, token=None):
+    return TestClient(build_app(state, Archive(root), "L1", page_size=3, token=token))
+
+
+def test_every_page_renders_and_unknown_ids_get_a_404_page(filled):
+    state, events, root = filled
+    client = client_of(state, root)
+    for url in ["/", "/coils", "/coils/C0", "/coils/C1", "/defects", "/commissioning",
+                f"/defects/{events[0]['event_id']}/1"]:
+        assert client.get(url).status_code == 200, url
+    missing_event = "/defects/" + "f" * 32 + "/1"
+    missing_defect = f"/defects/{events[0]['event_id']}/9"
+    for url in ["/coils/NOPE", missing_event, missing_defect]:
+        response = client.get(url)
+        assert response.status_code == 404 and "not found" in response.text, url
+        assert "<!doctype html>" in response.text
+
+
+def test_image_urls_with_traversal_are_refused(filled, tmp_path):
+    state, _, root = filled
+    (tmp_path / "secret.jpg").write_bytes(b"secret")
+    client = client_of(state, root)
+    assert client.get("/archive/defects/C1/0000.jpg").headers["content-type"] == "image/jpeg"
+    for url in ["/archive/..%2fsecret.jpg", "/archive/%2e%2e/secret.jpg",
+                "/archive/defects/%2e%2e/%2e%2e/%2e%2e/secret.jpg", "/archive//etc/passwd",
+                "/latest/..%2f..%2fsecret.jpg"]:
+        response = client.get(url)
+        assert response.status_code == 404 and b"secret" not in response.content, url
+
+
+def test_the_gallery_filters_and_pages(filled):
+    state, events, root = filled
+    client = client_of(state, root)
+    everything = client.get("/defects").text
+    assert "8 defects · page 1 of 3" in everything
+    assert "1 defects · page 1 of 1" in client.get("/defects?class=scratches&min_score=0.8").text
+    assert "0 defects" in client.get("/defects?coil=C9").text
+    assert "page 3 of 3" in client.get("/defects?page=99").text  # clamped, not an error
+    assert "8 defects" in client.get("/defects?min_score=abc&page=x").text
+
+
+def test_coil_map_points_and_live_state(filled):
+    state, events, root = filled
+    client = client_of(state, root)
+    points = client.get("/api/coils/C1").json()
+    assert len(points) == 8 and {pt["camera"] for pt in points} == {"cam1", "cam2"}
+    assert client.get("/api/coils/NOPE").status_code == 404
+    snap = client.get("/api/state").json()
+    assert snap["cameras"]["cam1"]["stats"]["frames_processed"] == 10
+    meta = client.get("/api/latest/cam1").json()
+    assert meta["schema"] == "steel-inspect/latest-frame/v1" and len(meta["tiles"]) == 4
+
+
+def test_memory_is_bounded_and_redeliveries_are_ignored():
+    state = ConsoleState(max_events=10, max_coils=2)
+    events = [p.event("cam1", "C1", i + 1, i) for i in range(25)]
+    for event in events + events[-3:]:
+        state.add_event(event, None)
+    for i in range(5):
+        state.add_coil_report(p.coil_report("cam1", f"C{i}"))
+    assert len(state.events) == 10 and state.dropped_events == 15
+    assert [r["coil_id"] for r in state.coil_reports()] == ["C4", "C3"]
+
+
+def test_a_token_is_required_when_configured(filled):
+    state, _, root = filled
+    client = client_of(state, root, token="t" * 20)
+    assert client.get("/").status_code == 401
+    assert client.get("/", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/", headers={"Authorization": "Bearer " + "t" * 20}).status_code == 200
+    first = client.get("/defects?token=" + "t" * 20, follow_redirects=False)
+    assert first.status_code == 303 and "token" not in first.headers["location"]
+    assert client.get("/defects").status_code == 200  # the cookie the redirect set
+    assert "t" * 20 not in json.dumps(dict(first.headers)).replace(
+        first.headers.get("set-cookie", ""), "")
