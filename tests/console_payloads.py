@@ -70,7 +70,8 @@ def stats(camera: str, frames: int, coil: str | None = "C1", fps: float = 5.0) -
 
 def status(camera: str) -> dict:
     return {"schema": "steel-inspect/status/v1", "state": "online", "line": "L1",
-            "camera": camera, "ts": now_iso(), "model": MODEL}
+            "camera": camera, "ts": now_iso(), "model": MODEL, "backend": "onnxruntime",
+            "software": {"steel-inspect": "0.1.0", "python": "3.11"}}
 
 
 def schema_valid(kind: str, payload: dict) -> None:

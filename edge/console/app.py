@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import time
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -26,7 +27,8 @@ from edge.console.gallery import GalleryQuery, page_of
 from edge.console.state import ConsoleState
 
 HERE = Path(__file__).parent
-_SSE_WAIT_S = 10.0
+_SSE_POLL_S = 0.25
+_SSE_KEEPALIVE_S = 5.0  # also how soon a closed client's loop ends
 _TOKEN_COOKIE = "steel_inspect_console"
 
 
@@ -136,15 +138,17 @@ def build_app(state: ConsoleState, archive: Archive, line: str, page_size: int,
 
     async def stream(request: Request):
         async def events():
-            seen = -1
+            seen, quiet_since = -1, time.monotonic()
             while not await request.is_disconnected():
                 if state.version != seen:
                     snapshot = state.snapshot()
-                    seen = snapshot["version"]
+                    seen, quiet_since = snapshot["version"], time.monotonic()
                     yield f"data: {json.dumps(snapshot, allow_nan=False)}\n\n"
-                else:
+                elif time.monotonic() - quiet_since > _SSE_KEEPALIVE_S:
+                    quiet_since = time.monotonic()
                     yield ": keepalive\n\n"
-                await asyncio.to_thread(state.wait_change, seen, _SSE_WAIT_S)
+                # polling a counter: no thread per client, at most _SSE_POLL_S behind
+                await asyncio.sleep(_SSE_POLL_S)
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})

@@ -1,8 +1,8 @@
 """What the console knows: the line's recent events, coil reports, stats and status per camera.
 
 Filled by the MQTT thread, read by the web handlers; everything is bounded (`max_events`,
-`max_coils`) and guarded by one lock. `version` grows with every change, so the Server-Sent
-Events stream can wait for "something new" without polling the broker.
+`max_coils`) and guarded by one lock. `version` grows with every change; the Server-Sent
+Events stream sends a snapshot whenever it moved.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ class DefectEntry:
 class ConsoleState:
     def __init__(self, max_events: int, max_coils: int) -> None:
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
         self.version = 0
         self.broker = "connecting"
         self.broker_since = time.time()
@@ -81,17 +80,11 @@ class ConsoleState:
             self.status[camera] = status
             self._bump()
 
-    def wait_change(self, seen: int, timeout: float) -> int:
-        with self._changed:
-            self._changed.wait_for(lambda: self.version != seen, timeout)
-            return self.version
-
     def _count(self, kind: str) -> None:
         self.received[kind] = self.received.get(kind, 0) + 1
 
     def _bump(self) -> None:
         self.version += 1
-        self._changed.notify_all()
 
     # ---- read side (copies, so that handlers never hold the lock while rendering) ----
 

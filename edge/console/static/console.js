@@ -28,6 +28,8 @@ const Console = (() => {
       listeners.forEach((fn) => fn(last));
     };
     source.onerror = () => setConn(false, "disconnected: console unreachable, retrying");
+    // free the connection at once: a browser allows only a few per host over HTTP/1.1
+    window.addEventListener("pagehide", () => source.close());
   }
 
   function fmt(value, digits) {
