@@ -6,9 +6,11 @@ import json
 import threading
 
 import cv2
+import jsonschema
 import numpy as np
 
 from edge.observe.latest_frame import SCHEMA, LatestFrame, LatestFrameWriter
+from edge.schemas import load_schema
 from tests.fixtures.broker import wait_until
 
 
@@ -32,6 +34,7 @@ def test_it_writes_the_jpeg_and_its_metadata_and_keeps_no_temp_files(tmp_path):
     image = cv2.imread(str(tmp_path / "latest/cam1.jpg"), cv2.IMREAD_GRAYSCALE)
     assert image.shape == (256, 512) and abs(float(image.mean()) - 200) < 2
     meta = json.loads((tmp_path / "latest/cam1.json").read_text())
+    jsonschema.validate(meta, load_schema("latest-frame"))
     assert meta["schema"] == SCHEMA and meta["frame_id"] == "f1"
     assert (meta["width"], meta["height"], meta["tile_px"]) == (512, 256, 256)
     assert meta["tiles"][0] == {"box": [0, 0, 256, 256], "scores": [0.1, 0.9]}
