@@ -156,3 +156,38 @@ def test_a_token_is_required_when_configured(filled):
     assert client.get("/defects").status_code == 200  # the cookie the redirect set
     assert "t" * 20 not in json.dumps(dict(first.headers)).replace(
         first.headers.get("set-cookie", ""), "")
+
+
+def write_config(tmp_path, console: str):
+    path = tmp_path / "edge.toml"
+    path.write_text("""
+[site]
+line = "L1"
+camera = "cam1"
+[camera]
+type = "replay"
+path = "frames"
+[model]
+path = "m.onnx"
+[mqtt]
+host = "127.0.0.1"
+[outbox]
+path = "o.sqlite"
+[console]
+""" + console)
+    return path
+
+
+@pytest.mark.parametrize(("console", "message"), [
+    ('listen = "0.0.0.0:8080"', "console: listen = '0.0.0.0:8080' is not a loopback address"),
+    ('listen = "0.0.0.0:8080"\ntoken_credential = "console-token"',
+     "console.token_credential = 'console-token': $CREDENTIALS_DIRECTORY is not set"),
+])
+def test_edge_console_refuses_to_start_with_one_line_and_exit_2(tmp_path, capsys, monkeypatch,
+                                                                 console, message):
+    from edge.cli import main  # noqa: PLC0415
+
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert main(["console", "--config", str(write_config(tmp_path, console))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
