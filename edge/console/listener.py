@@ -39,6 +39,7 @@ class ConsoleListener:
         )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
 
     def start(self) -> None:
@@ -55,7 +56,16 @@ class ConsoleListener:
             self._state.set_broker(f"disconnected: refused ({reason_code})")
             return
         client.subscribe(self.filter, qos=1)
-        self._state.set_broker("connected")
+        self._state.set_broker("subscribing")
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:  # e.g. the broker's ACL: connected, but nothing will ever arrive
+            log.error("broker refused the console's subscription to %s: %s", self.filter,
+                      refused[0])
+            self._state.set_broker(f"subscription refused: {refused[0]}")
+        else:
+            self._state.set_broker("connected")  # from now on, messages arrive
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._state.set_broker(f"disconnected: {reason_code}")

@@ -80,6 +80,15 @@ const Console = (() => {
     return Promise.all([image, meta]);
   }
 
+  function label(ctx, text, x, y, colour) {
+    // a dark plate behind the text: steel texture makes bare text unreadable
+    const width = ctx.measureText(text).width;
+    ctx.fillStyle = "rgba(0,0,0,0.7)";
+    ctx.fillRect(x - 2, y - 12, width + 4, 15);
+    ctx.fillStyle = colour;
+    ctx.fillText(text, x, y);
+  }
+
   function drawFrame(canvas, img, meta, scale, withTiles) {
     if (!img) return;
     canvas.width = Math.round(img.naturalWidth * scale);
@@ -95,16 +104,15 @@ const Console = (() => {
         const [x, y, w, h] = t.box.map((v) => v * scale);
         ctx.strokeStyle = "rgba(255,255,0,0.6)";
         ctx.strokeRect(x, y, w, h);
-        ctx.fillStyle = "#ff0";
-        (t.scores || []).forEach((p, i) => ctx.fillText(meta.classes[i] + " " + p.toFixed(2), x + 4, y + 14 + 14 * i));
+        (t.scores || []).forEach((p, i) => label(ctx, meta.classes[i] + " " + p.toFixed(2), x + 4,
+          y + 16 + 16 * i, p >= meta.thresholds[i] ? "#ff6b6b" : "#ff0"));
       });
     }
     (meta.defects || []).forEach((d) => {
       const [x, y, w, h] = d.box_px.map((v) => v * scale);
       ctx.strokeStyle = COLOURS[d.class_id % COLOURS.length] || "#f00";
       ctx.strokeRect(x, y, w, h);
-      ctx.fillStyle = ctx.strokeStyle;
-      ctx.fillText(d.class_name + " " + d.score.toFixed(2), x + 4, y + h - 4);
+      label(ctx, d.class_name + " " + d.score.toFixed(2), x + 4, y + h - 6, ctx.strokeStyle);
     });
   }
 
