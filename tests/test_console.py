@@ -191,3 +191,37 @@ def test_edge_console_refuses_to_start_with_one_line_and_exit_2(tmp_path, capsys
     assert main(["console", "--config", str(write_config(tmp_path, console))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_the_listener_takes_every_camera_of_its_line_and_skips_bad_messages(mqtt_broker):
+    import paho.mqtt.client as paho  # noqa: PLC0415
+    from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+    from edge.console.listener import ConsoleListener  # noqa: PLC0415
+    from tests.fixtures.broker import wait_until  # noqa: PLC0415
+
+    config = parse_config(BASE | {"mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port}})
+    state = ConsoleState(max_events=100, max_coils=10)
+    listener = ConsoleListener(config, state)
+    listener.start()
+    publisher = paho.Client(CallbackAPIVersion.VERSION2)
+    publisher.connect(mqtt_broker.host, mqtt_broker.port)
+    publisher.loop_start()
+    try:
+        assert wait_until(lambda: state.broker == "connected", 10)
+        sends = [("steel-inspect/L1/cam1/defects", b"not json"),
+                 ("steel-inspect/L1/cam1/defects", b'{"event_id": "x"}'),
+                 ("steel-inspect/L1/cam2/coils", b"[1, 2]"),
+                 ("steel-inspect/L2/cam9/defects", json.dumps(p.event("cam9", "C1", 1, 0.0))),
+                 ("steel-inspect/L1/cam1/defects", json.dumps(p.event("cam1", "C1", 1, 0.0))),
+                 ("steel-inspect/L1/cam2/defects", json.dumps(p.event("cam2", "C1", 1, 0.0))),
+                 ("steel-inspect/L1/cam2/stats", json.dumps(p.stats("cam2", 10)))]
+        for topic, payload in sends:
+            publisher.publish(topic, payload, qos=1).wait_for_publish(5)
+        assert wait_until(lambda: "cam2" in state.stats, 10)
+        assert {e["camera"] for e in state.recent_events(10)} == {"cam1", "cam2"}  # not L2's
+        assert listener.malformed == 3
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+        listener.stop()
