@@ -91,7 +91,9 @@ def make_archive(root: Path, defects: int = 8, cameras=("cam1", "cam2")) -> list
     for i in range(defects):
         rel = f"defects/C1/{i:04d}.jpg"
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / rel), rng.integers(0, 255, (128, 128), dtype=np.uint8))
+        crop = np.full((128, 128), 110 + int(rng.integers(0, 60)), np.uint8)
+        cv2.line(crop, (10, int(rng.integers(0, 128))), (118, int(rng.integers(0, 128))), 30, 4)
+        cv2.imwrite(str(root / rel), crop)
         images.append(rel)
     (root / "maps").mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(root / "maps/C0-cam1.png"), np.full((200, 80, 3), 90, np.uint8))
@@ -101,7 +103,10 @@ def make_archive(root: Path, defects: int = 8, cameras=("cam1", "cam2")) -> list
 
 
 def write_latest(root: Path, camera: str, frame_id: str = "f000001.png") -> None:
-    pixels = np.random.default_rng(1).integers(0, 255, (256, 1024), dtype=np.uint8)
+    # brushed-steel grey with a dark scratch in the first tile (compresses well in screenshots)
+    x = np.linspace(0, 1, 1024)[None, :]
+    pixels = (120 + 25 * np.sin(6 * x) + np.zeros((256, 1))).astype(np.uint8)
+    cv2.line(pixels, (40, 30), (210, 220), 40, 3)
     boxes = [(x, 0, 256, 256) for x in range(0, 1024, 256)]
     scores = np.array([[0.1, 0.92, 0.05]] + [[0.02, 0.1, 0.2]] * 3)
     frame = LatestFrame(pixels, frame_id, now_iso(), 256, boxes, scores, CLASSES,
