@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -25,8 +24,8 @@ from tests.fixtures.broker import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("STEEL_INSPECT_ARTIFACTS", REPO / "test-artifacts")) / "console"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
 TOPIC = "steel-inspect/L1/{camera}/{kind}"
 
 
@@ -66,7 +65,11 @@ class Daemons:
 @pytest.fixture
 def browser():
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail("chromium/chromium-driver missing: run scripts/ensure-chromium")
+        # as scripts/test does; apt needs root, else it says what to run
+        result = subprocess.run([REPO / "scripts/ensure-chromium"], capture_output=True,
+                                text=True, timeout=900)
+        if result.returncode != 0:
+            pytest.fail(result.stderr.strip() or "scripts/ensure-chromium failed")
     from selenium import webdriver  # noqa: PLC0415
     from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
 
