@@ -225,3 +225,15 @@ def test_the_listener_takes_every_camera_of_its_line_and_skips_bad_messages(mqtt
         publisher.disconnect()
         publisher.loop_stop()
         listener.stop()
+
+
+def test_payload_text_is_escaped_in_pages(tmp_path):
+    state = ConsoleState(max_events=10, max_coils=10)
+    evil = p.event("cam1", "<script>alert(1)</script>", 1, 0.0)
+    evil["defects"][0]["class_name"] = "<img src=x onerror=alert(1)>"
+    state.add_event(evil, None)
+    client = client_of(state, tmp_path)
+    for url in ["/defects", f"/defects/{evil['event_id']}/1", "/coils/<script>alert(1)</script>"]:
+        page = client.get(url).text
+        assert "<script>alert" not in page and "<img src=x" not in page, url
+        assert "&lt;" in page, url

@@ -85,10 +85,8 @@ def build_app(state: ConsoleState, archive: Archive, line: str, page_size: int,
         coil_id = request.path_params["coil_id"]
         if coil_id not in state.coil_ids():
             raise HTTPException(404, f"no coil {coil_id!r} in the console's memory")
-        reports = state.reports_of(coil_id)
-        for report in reports:
-            report["_map_ok"] = bool(report.get("map")) and \
-                archive.resolve(report["map"]) is not None
+        reports = [dict(r, _map_ok=bool(r.get("map")) and archive.resolve(r["map"]) is not None)
+                   for r in state.reports_of(coil_id)]  # copies: the state's stay as received
         return render(request, "coil.html", view="coils", coil_id=coil_id, reports=reports)
 
     async def coil_defects(request: Request):
@@ -106,7 +104,8 @@ def build_app(state: ConsoleState, archive: Archive, line: str, page_size: int,
     async def defect(request: Request):
         event = state.event(request.path_params["event_id"])
         defect_id = request.path_params["defect_id"]
-        found = [d for d in (event or {}).get("defects", ()) if d.get("defect_id") == defect_id]
+        found = [d for i, d in enumerate((event or {}).get("defects", ()))
+                 if d.get("defect_id", i) == defect_id]  # v1 events: the defect's index
         if not found:
             raise HTTPException(404, "no such defect in the console's memory")
         image = found[0].get("image")
