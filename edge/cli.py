@@ -7,6 +7,7 @@ COMMANDS = {
     "check": ("edge.commands.check", "check config, model, camera and broker; exit 0 if all pass"),
     "replay": ("edge.commands.replay", "process a folder of images once and wait for every ack"),
     "monitor": ("edge.commands.monitor", "live summary of a camera's MQTT topics"),
+    "console": ("edge.commands.console", "read-only web page of the line (inspection console)"),
 }
 
 

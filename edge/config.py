@@ -544,9 +544,17 @@ class ArchiveConfig(Section):
     map_width_px: int = Field(
         1600, ge=400, le=8000, description="width of the coil defect map PNG (the MD axis)"
     )
+    latest_frame_s: float = Field(
+        1.0, ge=0, le=3600,
+        description="seconds between two 'latest frame' files (latest/CAMERA.jpg and .json with "
+        "the tile scores) for the console's live and commissioning views; 0 = none",
+    )
 
 
 # --- plant integration sections, each in its own file (they import Section from above) ---
+# --- [console] (issue 18): its section class lives with the console; imported here, after Section
+# and ConfigPath exist, because edge/console/config.py builds on them.
+from edge.console.config import ConsoleConfig  # noqa: E402
 from edge.control.commands_config import CommandsConfig  # noqa: E402
 from edge.delivery.sparkplug_config import SparkplugConfig  # noqa: E402
 from edge.observe.metrics_config import MetricsConfig  # noqa: E402
@@ -583,6 +591,10 @@ class EdgeConfig(Section):
     logging: LoggingConfig = Field(
         default_factory=LoggingConfig, description="Log verbosity (logs go to stdout/journald)"
     )
+    console: ConsoleConfig = Field(
+        default_factory=ConsoleConfig,
+        description="The inspection console (`edge console`): web page address, access, archive",
+    )
     # --- plant integration ---
     sparkplug: SparkplugConfig = Field(
         default_factory=SparkplugConfig,
@@ -596,6 +608,12 @@ class EdgeConfig(Section):
         default_factory=CommandsConfig,
         description="Commands from SCADA over MQTT 5 request/response (off by default)",
     )
+
+    @property
+    def archive_root(self) -> Path:
+        """Where defect images, coil maps and latest frames go: archive.path, else `archive`
+        beside the outbox (the service's StateDirectory)."""
+        return self.archive.path or Path(self.outbox.path).parent / "archive"
 
     @model_validator(mode="after")
     def _fits_mqtt_and_camera(self) -> EdgeConfig:

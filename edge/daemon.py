@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from pathlib import Path
 
 from edge import __version__
 from edge.archive.coils import CoilArchive
@@ -25,6 +24,7 @@ from edge.model import LoadedModel
 from edge.mqtt import MqttClient
 from edge.observe.current_coil import CurrentCoil  # plant integration (issue 17)
 from edge.observe.last_defect import LastDefect  # plant integration
+from edge.observe.latest_frame import LatestFrame, LatestFrameWriter
 from edge.observe.plant import PlantIntegration  # plant integration
 from edge.outbox import Outbox
 from edge.pipeline import FrameProcessor, Pipeline
@@ -32,7 +32,7 @@ from edge.publisher import Publisher
 from edge.sdnotify import SdNotifier, Watchdog
 from edge.sources import make_source
 from edge.sources.base import FrameSource
-from edge.stats import Stats, stats_payload
+from edge.stats import Stats, stats_payload, utc_iso
 from edge.tracking import Tracker
 from edge.tracking.sources import make_tracking
 
@@ -65,6 +65,7 @@ class Daemon:
         self.tracker: Tracker | None = None
         self.tracking = None
         self.archive: ArchiveWriter | None = None
+        self.latest: LatestFrameWriter | None = None
         self.locator: StripLocator | None = None
         self.rule: DefectRule | None = None
         self._next_stats = 0.0
@@ -109,6 +110,7 @@ class Daemon:
             self.stats,
             watchdog=Watchdog(self.notifier), frame_queue=config.pipeline.frame_queue,
             lossless=self.lossless, locator=locator, save_state=self.publisher.save_state,
+            observer=self._latest_frame_observer(),
         )
         self.tracking.start()
         self.mqtt.start()
@@ -153,13 +155,32 @@ class Daemon:
         self.mqtt.republish_birth()
         return old
 
+    def _latest_frame_observer(self):
+        """Offers a frame to the latest-frame writer (it keeps one per interval, never waits)."""
+        interval = self.config.archive.latest_frame_s
+        if not self.config.archive.enabled or interval <= 0:
+            return None
+        self.latest = LatestFrameWriter(self.config.archive_root, self.config.site.camera,
+                                        interval)
+        self.latest.start()
+        tile = self.model.runtime.input_spec.height
+
+        def offer(frame, probabilities, boxes, defects) -> None:
+            rule = self.rule
+            self.latest.offer(LatestFrame(
+                frame.image, frame.frame_id, utc_iso(frame.timestamp), tile,
+                [tuple(b) for b in boxes.tolist()], probabilities, rule.class_names,
+                rule.applied_thresholds,
+                [{"class_id": d["class_id"], "class_name": d["class_name"], "score": d["score"],
+                  "box_px": d.get("box_px", d.get("box"))} for d in defects],  # v2 or v1
+            ))
+        return offer
+
     def _coil_archive(self, rule: DefectRule) -> CoilArchive | None:
         settings = self.config.archive
         if not settings.enabled:
             return None
-        if settings.path is None:  # beside the outbox: the service's StateDirectory
-            settings = settings.model_copy(
-                update={"path": Path(self.config.outbox.path).parent / "archive"})
+        settings = settings.model_copy(update={"path": self.config.archive_root})
         self.archive = ArchiveWriter(settings)
         self.archive.start()
         log.info("defect images and coil maps go to %s", settings.path)
@@ -261,6 +282,8 @@ class Daemon:
             self.tracking.stop()
         if self.archive is not None:
             self.archive.stop()
+        if self.latest is not None:
+            self.latest.stop()
         if self.publisher is not None:
             self.publisher.stop(flush_timeout)
         self.plant.stop()

@@ -123,6 +123,7 @@ class Pipeline:
         lossless: bool = False,
         locator: StripLocator | None = None,
         save_state: Callable[[dict | None], object] | None = None,
+        observer: Callable[[Frame, np.ndarray, np.ndarray, list[dict]], object] | None = None,
     ) -> None:
         self.source = source
         self.processor = processor
@@ -130,6 +131,7 @@ class Pipeline:
         self.sink = sink
         self.locator = locator
         self.save_state = save_state
+        self.observer = observer  # sees every processed frame (the console's latest frame)
         self.stats = stats
         self.watchdog = watchdog
         self.frames = FrameQueue(frame_queue)
@@ -253,6 +255,8 @@ class Pipeline:
         if defects:
             self.stats.record_event([d["class_name"] for d in defects])
         self._emit(out)
+        if self.observer is not None:
+            self._guarded(lambda: self.observer(frame, probabilities, boxes, defects or []))
         self.stats.record_frame(inference_s, time.perf_counter() - started)
 
     def _failed(self, frame: Frame, key: str, message: str, exc: Exception) -> None:
@@ -269,9 +273,9 @@ class Pipeline:
                 self.save_state(state)
 
     def _guarded(self, step, fallback=None):
-        """A fault in the coil bookkeeping is logged; inference goes on."""
+        """A fault in the coil bookkeeping or an observer is logged; inference goes on."""
         try:
             return step()
         except Exception:
-            log.exception("coil bookkeeping failed")
+            log.exception("coil bookkeeping or frame observer failed")
             return fallback

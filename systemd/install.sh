@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Install (or remove) the steel-inspect edge daemon as a systemd service on a line PC.
 #
-#   sudo systemd/install.sh [--extras edge[,tensorrt]] [--python python3.11] [--wheel-dir DIR]
+#   sudo systemd/install.sh [--extras edge[,console][,tensorrt]] [--python python3.11] [--wheel-dir DIR]
 #   sudo systemd/install.sh --uninstall [--purge]
 #   systemd/install.sh --root /tmp/stage --no-install      # lay out the files only, under a root
 #
 # Creates the system user steel-inspect, a venv in /opt/steel-inspect/venv with this repository and
 # its extras (tensorrt is added when nvidia-smi exists), the example configuration
 # /etc/steel-inspect/edge.toml (an existing one is kept), an empty credential file
-# /etc/steel-inspect/mqtt-password, and the unit steel-inspect-edge.service (enabled, not started).
+# /etc/steel-inspect/mqtt-password, and the unit steel-inspect-edge.service (enabled, not started)
+# beside steel-inspect-console.service (installed, not enabled).
 # Running it again gives the same result. --uninstall removes the unit, the venv and the docs but
 # keeps the configuration and the data (/var/lib/steel-inspect); --purge removes those too.
 # With --root DIR nothing outside DIR is touched: no user is created (the sysusers.d entry is
@@ -16,11 +17,13 @@
 set -euo pipefail
 
 UNIT=steel-inspect-edge.service
+# the inspection console: installed, not enabled (`systemctl enable --now` it where wanted)
+CONSOLE_UNIT=steel-inspect-console.service
 USER_NAME=steel-inspect
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 root=/
-extras=edge
+extras=edge,console
 python=""
 wheel_dir=""
 install_packages=1
@@ -63,6 +66,7 @@ venv="$opt_dir/venv"
 etc_dir="$prefix/etc/steel-inspect"
 unit_path="$prefix/etc/systemd/system/$UNIT"
 wants_link="$prefix/etc/systemd/system/multi-user.target.wants/$UNIT"
+console_unit_path="$prefix/etc/systemd/system/$CONSOLE_UNIT"
 sysusers_file="$prefix/usr/lib/sysusers.d/$USER_NAME.conf"
 state_dir="$prefix/var/lib/steel-inspect"
 cache_dir="$prefix/var/cache/steel-inspect"
@@ -176,6 +180,7 @@ install_config() {
 install_unit() {
     mkdir -p "$(dirname "$unit_path")"
     install -m 0644 "$REPO/systemd/$UNIT" "$unit_path"
+    install -m 0644 "$REPO/systemd/$CONSOLE_UNIT" "$console_unit_path"
     if [ "$on_host" = 1 ]; then
         systemctl daemon-reload
         systemctl enable "$UNIT"
@@ -207,8 +212,9 @@ do_install() {
 do_uninstall() {
     if [ "$on_host" = 1 ]; then
         systemctl disable --now "$UNIT" 2>/dev/null || true
+        systemctl disable --now "$CONSOLE_UNIT" 2>/dev/null || true
     fi
-    rm -f "$wants_link" "$unit_path"
+    rm -f "$wants_link" "$unit_path" "$console_unit_path"
     if [ "$on_host" = 1 ]; then
         systemctl daemon-reload
         systemctl reset-failed "$UNIT" 2>/dev/null || true

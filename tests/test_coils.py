@@ -7,12 +7,15 @@ test knows; the mean model (tests.fixtures.edge_daemon) reports the tiles they c
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 import cv2
+import jsonschema
 import pytest
 
 from edge.config import parse_config
+from edge.schemas import load_schema
 from tests.fixtures.broker import Subscriber, wait_until
 from tests.fixtures.coils import HEIGHT, WIDTH, FedSource, L2Publisher, defect_frame
 from tests.fixtures.edge_daemon import daemon_sections, validate_messages
@@ -156,6 +159,11 @@ def test_coil_changes_positions_defect_objects_and_reports(tmp_path, mqtt_broker
         picture = cv2.imread(str(archive / report["map"]))
         assert picture is not None and picture.shape[1] == 1600
         assert report["map"].startswith(report["coil_id"] + "_")
+    # the console's latest frame: the picture and its tile scores, valid against the schema
+    latest = json.loads((archive / "latest" / "cam1.json").read_text())
+    jsonschema.validate(latest, load_schema("latest-frame"))
+    assert latest["frame_id"] in truth and len(latest["tiles"]) == 8
+    assert cv2.imread(str(archive / "latest" / "cam1.jpg")).shape[:2] == (HEIGHT, WIDTH)
 
 
 def test_kill_9_mid_coil_gives_one_report(tmp_path, mqtt_broker, mean_model, mqtt_subscriber):

@@ -19,6 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 INSTALLER = REPO / "systemd" / "install.sh"
 UNIT = "steel-inspect-edge.service"
+CONSOLE_UNIT = "steel-inspect-console.service"
 HOST_TOOLS = ("systemctl", "useradd", "userdel", "usermod", "groupadd", "chown", "chgrp")
 
 
@@ -69,7 +70,7 @@ def snapshot(root: Path) -> dict[str, tuple]:
 
 
 def expected_extras() -> str:
-    return "edge,tensorrt" if shutil.which("nvidia-smi") else "edge"
+    return "edge,console,tensorrt" if shutil.which("nvidia-smi") else "edge,console"
 
 
 def test_install_lays_out_the_service_without_touching_the_host(host_guard, root):
@@ -78,6 +79,9 @@ def test_install_lays_out_the_service_without_touching_the_host(host_guard, root
 
     unit = root / "etc/systemd/system" / UNIT
     assert unit.read_bytes() == (REPO / "systemd" / UNIT).read_bytes()
+    console = root / "etc/systemd/system" / CONSOLE_UNIT  # installed, not enabled
+    assert console.read_bytes() == (REPO / "systemd" / CONSOLE_UNIT).read_bytes()
+    assert not (root / "etc/systemd/system/multi-user.target.wants" / CONSOLE_UNIT).exists()
     wants = root / "etc/systemd/system/multi-user.target.wants" / UNIT
     assert os.readlink(wants) == f"/etc/systemd/system/{UNIT}"
     config = root / "etc/steel-inspect/edge.toml"
@@ -139,6 +143,7 @@ def test_uninstall_keeps_config_and_data_and_purge_removes_them(host_guard, root
 
     installer(env, "--root", str(root), "--uninstall")
     assert not (root / "etc/systemd/system" / UNIT).exists()
+    assert not (root / "etc/systemd/system" / CONSOLE_UNIT).exists()
     assert not (root / "etc/systemd/system/multi-user.target.wants" / UNIT).is_symlink()
     assert not (root / "opt/steel-inspect/venv").exists()
     assert not (root / "opt/steel-inspect/docs").exists()
@@ -167,7 +172,7 @@ def test_tensorrt_extra_is_added_with_a_gpu_and_pinned_by_generation(
     fake_smi.write_text(f"#!/bin/sh\necho '{compute_cap}'\n")
     fake_smi.chmod(0o755)
     result = installer(env, "--root", str(root), "--no-install")
-    assert f"would install steel-inspect[edge,tensorrt] {pin}into" in result.stdout
+    assert f"would install steel-inspect[edge,console,tensorrt] {pin}into" in result.stdout
     result = installer(env, "--root", str(root), "--no-install", "--extras", "edge,tensorrt")
     assert f"would install steel-inspect[edge,tensorrt] {pin}into" in result.stdout  # not twice
 

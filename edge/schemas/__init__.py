@@ -11,6 +11,7 @@ SCHEMA_FILES = {
     "coils": "coil-report-v1.json",
     "stats": "stats-v1.json",
     "status": "status-v1.json",
+    "latest-frame": "latest-frame-v1.json",  # a file in the archive, not an MQTT payload
 }
 
 

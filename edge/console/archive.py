@@ -1,0 +1,47 @@
+"""Reading the image archive: only files inside its root, only image and frame-metadata types.
+
+Paths come from events (`defects[].image`), coil reports (`map`) and URLs; all are relative to
+the root. Anything absolute, with `..`, a NUL, a symlink out of the root or another suffix is
+refused (None), so a crafted URL cannot read /etc/steel-inspect or the MQTT password.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+
+SERVED_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
+                   ".json": "application/json"}
+
+
+class Archive:
+    def __init__(self, root: Path | None) -> None:
+        self.root = root.resolve() if root is not None else None
+
+    def resolve(self, relative: str) -> Path | None:
+        """The file under the root that `relative` names, or None when it is refused or absent."""
+        if self.root is None or not relative or "\0" in relative or "\\" in relative:
+            return None
+        pure = PurePosixPath(relative)
+        if pure.is_absolute() or ".." in pure.parts or pure.suffix.lower() not in SERVED_SUFFIXES:
+            return None
+        path = (self.root / pure).resolve()
+        if not path.is_relative_to(self.root) or not path.is_file():
+            return None
+        return path
+
+    def latest_frame(self, camera: str) -> tuple[Path | None, dict | None]:
+        """The daemon's latest frame of `camera` (latest/{camera}.jpg) and its tile metadata."""
+        image = self.resolve(f"latest/{camera}.jpg")
+        meta_path = self.resolve(f"latest/{camera}.json")
+        meta = None
+        if meta_path is not None:
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError):
+                meta = None  # being replaced right now, or damaged: the next poll gets it
+        return image, meta
+
+
+def media_type(path: Path) -> str:
+    return SERVED_SUFFIXES[path.suffix.lower()]

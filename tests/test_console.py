@@ -1,0 +1,239 @@
+"""The console: config section, archive guard and HTTP routes (Starlette test client)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from starlette.testclient import TestClient
+
+from edge.config import parse_config
+from edge.console.app import build_app
+from edge.console.archive import Archive
+from edge.console.state import ConsoleState
+from edge.errors import ConfigError
+from tests import console_payloads as p
+
+BASE = {"site": {"line": "L1", "camera": "cam1"},
+        "camera": {"type": "replay", "path": "frames"}, "model": {"path": "m.onnx"},
+        "mqtt": {"host": "127.0.0.1"}, "outbox": {"path": "o.sqlite"}}
+
+
+def config_with(console: dict, tmp_path=None):
+    return parse_config(BASE | {"console": console}, base_dir=tmp_path)
+
+
+def test_console_section_defaults_to_loopback_without_token():
+    console = config_with({}).console
+    assert (console.host, console.port, console.read_token()) == ("127.0.0.1", 8080, None)
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8080", "10.1.2.3:80", "[::]:8080"])
+def test_a_non_loopback_listen_without_a_token_is_refused(listen):
+    with pytest.raises(ConfigError, match=r"^config: console: .*not a loopback address"):
+        config_with({"listen": listen})
+
+
+@pytest.mark.parametrize("listen", ["8080", "host:", ":80", "h:70000"])
+def test_a_bad_listen_names_the_key(listen):
+    with pytest.raises(ConfigError, match=r"^config: console.listen: must be HOST:PORT"):
+        config_with({"listen": listen})
+
+
+def test_token_file_is_read_and_must_be_long_enough(tmp_path):
+    (tmp_path / "token").write_text("short\n")
+    console = config_with({"listen": "0.0.0.0:8080", "token_file": "token"}, tmp_path).console
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        console.read_token()
+    (tmp_path / "token").write_text("x" * 32 + "\n")
+    assert console.read_token() == "x" * 32
+
+
+@pytest.mark.parametrize("relative", [
+    "../secret.jpg", "defects/../../secret.jpg", "/etc/passwd", "defects/C1/0000.txt",
+    "link/secret.jpg", "defects\\..\\..\\secret.jpg", "nothing/here.jpg", "a\0.jpg",
+])
+def test_the_archive_refuses_paths_outside_its_root_or_of_other_types(tmp_path, relative):
+    root = tmp_path / "archive"
+    p.make_archive(root, defects=1, cameras=())
+    (tmp_path / "secret.jpg").write_bytes(b"secret")
+    (root / "link").symlink_to(tmp_path)
+    (root / "defects/C1/0000.txt").write_text("x")
+    assert Archive(root).resolve(relative) is None
+    assert Archive(root).resolve("defects/C1/0000.jpg") == root / "defects/C1/0000.jpg"
+
+
+@pytest.fixture
+def filled(tmp_path):
+    root = tmp_path / "archive"
+    images = p.make_archive(root)
+    state = ConsoleState(max_events=100, max_coils=10)
+    events = [p.event("cam1" if i % 2 else "cam2", "C1", i + 1, i * 0.5,
+                      class_id=1 + i % 3, score=0.5 + i * 0.05, image=images[i])
+              for i in range(8)]
+    for event in events:
+        p.schema_valid("defects", event)
+        state.add_event(event, 5.0)
+    report = p.coil_report("cam1", "C0", map_png="maps/C0-cam1.png")
+    p.schema_valid("coils", report)
+    state.add_coil_report(report)
+    state.set_stats("cam1", p.stats("cam1", 10))
+    return state, events, root
+
+
+def client_of(state, root, token=None):
+    return TestClient(build_app(state, Archive(root), "L1", page_size=3, token=token))
+
+
+def test_every_page_renders_and_unknown_ids_get_a_404_page(filled):
+    state, events, root = filled
+    client = client_of(state, root)
+    for url in ["/", "/coils", "/coils/C0", "/coils/C1", "/defects", "/commissioning",
+                f"/defects/{events[0]['event_id']}/1"]:
+        assert client.get(url).status_code == 200, url
+    missing_event = "/defects/" + "f" * 32 + "/1"
+    missing_defect = f"/defects/{events[0]['event_id']}/9"
+    for url in ["/coils/NOPE", missing_event, missing_defect]:
+        response = client.get(url)
+        assert response.status_code == 404 and "not found" in response.text, url
+        assert "<!doctype html>" in response.text
+
+
+def test_image_urls_with_traversal_are_refused(filled, tmp_path):
+    state, _, root = filled
+    (tmp_path / "secret.jpg").write_bytes(b"secret")
+    client = client_of(state, root)
+    assert client.get("/archive/defects/C1/0000.jpg").headers["content-type"] == "image/jpeg"
+    for url in ["/archive/..%2fsecret.jpg", "/archive/%2e%2e/secret.jpg",
+                "/archive/defects/%2e%2e/%2e%2e/%2e%2e/secret.jpg", "/archive//etc/passwd",
+                "/latest/..%2f..%2fsecret.jpg"]:
+        response = client.get(url)
+        assert response.status_code == 404 and b"secret" not in response.content, url
+
+
+def test_the_gallery_filters_and_pages(filled):
+    state, events, root = filled
+    client = client_of(state, root)
+    everything = client.get("/defects").text
+    assert "8 defects · page 1 of 3" in everything
+    assert "1 defects · page 1 of 1" in client.get("/defects?class=scratches&min_score=0.8").text
+    assert "0 defects" in client.get("/defects?coil=C9").text
+    assert "page 3 of 3" in client.get("/defects?page=99").text  # clamped, not an error
+    assert "8 defects" in client.get("/defects?min_score=abc&page=x").text
+
+
+def test_coil_map_points_and_live_state(filled):
+    state, events, root = filled
+    client = client_of(state, root)
+    points = client.get("/api/coils/C1").json()
+    assert len(points) == 8 and {pt["camera"] for pt in points} == {"cam1", "cam2"}
+    assert client.get("/api/coils/NOPE").status_code == 404
+    snap = client.get("/api/state").json()
+    assert snap["cameras"]["cam1"]["stats"]["frames_processed"] == 10
+    meta = client.get("/api/latest/cam1").json()
+    assert meta["schema"] == "steel-inspect/latest-frame/v1" and len(meta["tiles"]) == 4
+
+
+def test_memory_is_bounded_and_redeliveries_are_ignored():
+    state = ConsoleState(max_events=10, max_coils=2)
+    events = [p.event("cam1", "C1", i + 1, i) for i in range(25)]
+    for event in events + events[-3:]:
+        state.add_event(event, None)
+    for i in range(5):
+        state.add_coil_report(p.coil_report("cam1", f"C{i}"))
+    assert len(state.events) == 10 and state.dropped_events == 15
+    assert [r["coil_id"] for r in state.coil_reports()] == ["C4", "C3"]
+
+
+def test_a_token_is_required_when_configured(filled):
+    state, _, root = filled
+    client = client_of(state, root, token="t" * 20)
+    assert client.get("/").status_code == 401
+    assert client.get("/", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/", headers={"Authorization": "Bearer " + "t" * 20}).status_code == 200
+    first = client.get("/defects?token=" + "t" * 20, follow_redirects=False)
+    assert first.status_code == 303 and "token" not in first.headers["location"]
+    assert client.get("/defects").status_code == 200  # the cookie the redirect set
+    assert "t" * 20 not in json.dumps(dict(first.headers)).replace(
+        first.headers.get("set-cookie", ""), "")
+
+
+def write_config(tmp_path, console: str):
+    path = tmp_path / "edge.toml"
+    path.write_text("""
+[site]
+line = "L1"
+camera = "cam1"
+[camera]
+type = "replay"
+path = "frames"
+[model]
+path = "m.onnx"
+[mqtt]
+host = "127.0.0.1"
+[outbox]
+path = "o.sqlite"
+[console]
+""" + console)
+    return path
+
+
+@pytest.mark.parametrize(("console", "message"), [
+    ('listen = "0.0.0.0:8080"', "console: listen = '0.0.0.0:8080' is not a loopback address"),
+    ('listen = "0.0.0.0:8080"\ntoken_credential = "console-token"',
+     "console.token_credential = 'console-token': $CREDENTIALS_DIRECTORY is not set"),
+])
+def test_edge_console_refuses_to_start_with_one_line_and_exit_2(tmp_path, capsys, monkeypatch,
+                                                                 console, message):
+    from edge.cli import main  # noqa: PLC0415
+
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert main(["console", "--config", str(write_config(tmp_path, console))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_the_listener_takes_every_camera_of_its_line_and_skips_bad_messages(mqtt_broker):
+    import paho.mqtt.client as paho  # noqa: PLC0415
+    from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+    from edge.console.listener import ConsoleListener  # noqa: PLC0415
+    from tests.fixtures.broker import wait_until  # noqa: PLC0415
+
+    config = parse_config(BASE | {"mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port}})
+    state = ConsoleState(max_events=100, max_coils=10)
+    listener = ConsoleListener(config, state)
+    listener.start()
+    publisher = paho.Client(CallbackAPIVersion.VERSION2)
+    publisher.connect(mqtt_broker.host, mqtt_broker.port)
+    publisher.loop_start()
+    try:
+        assert wait_until(lambda: state.broker == "connected", 10)
+        sends = [("steel-inspect/L1/cam1/defects", b"not json"),
+                 ("steel-inspect/L1/cam1/defects", b'{"event_id": "x"}'),
+                 ("steel-inspect/L1/cam2/coils", b"[1, 2]"),
+                 ("steel-inspect/L2/cam9/defects", json.dumps(p.event("cam9", "C1", 1, 0.0))),
+                 ("steel-inspect/L1/cam1/defects", json.dumps(p.event("cam1", "C1", 1, 0.0))),
+                 ("steel-inspect/L1/cam2/defects", json.dumps(p.event("cam2", "C1", 1, 0.0))),
+                 ("steel-inspect/L1/cam2/stats", json.dumps(p.stats("cam2", 10)))]
+        for topic, payload in sends:
+            publisher.publish(topic, payload, qos=1).wait_for_publish(5)
+        assert wait_until(lambda: "cam2" in state.stats, 10)
+        assert {e["camera"] for e in state.recent_events(10)} == {"cam1", "cam2"}  # not L2's
+        assert listener.malformed == 3
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+        listener.stop()
+
+
+def test_payload_text_is_escaped_in_pages(tmp_path):
+    state = ConsoleState(max_events=10, max_coils=10)
+    evil = p.event("cam1", "<script>alert(1)</script>", 1, 0.0)
+    evil["defects"][0]["class_name"] = "<img src=x onerror=alert(1)>"
+    state.add_event(evil, None)
+    client = client_of(state, tmp_path)
+    for url in ["/defects", f"/defects/{evil['event_id']}/1", "/coils/<script>alert(1)</script>"]:
+        page = client.get(url).text
+        assert "<script>alert" not in page and "<img src=x" not in page, url
+        assert "&lt;" in page, url
