@@ -120,10 +120,13 @@ def _draw_legend(image: np.ndarray, layout: MapLayout, classes: Sequence[str],
 def render_coil_map(
     defects: Iterable[MapDefect], classes: Sequence[str], length_m: float,
     cd_range_mm: tuple[float, float], title: str = "", width_px: int = 1600,
+    counts: dict[str, int] | None = None,
 ) -> CoilMap:
     """The coil map picture. `classes` fixes the colour order (the model card's class names);
     `cd_range_mm` is the strip's CD extent as seen by this camera (e.g. cd_offset_mm to
-    cd_offset_mm + frame width x mm_per_px_cd)."""
+    cd_offset_mm + frame width x mm_per_px_cd). The legend counts the marks drawn per class, or
+    `counts` when given (the coil report's distinct defects: a defect over several frames is
+    several marks)."""
     if not length_m > 0:
         raise ValueError(f"coil length {length_m} m must be > 0")
     low, high = cd_range_mm
@@ -136,14 +139,15 @@ def render_coil_map(
     cv2.rectangle(image, (layout.x0, layout.y0),
                   (layout.x0 + layout.width - 1, layout.y0 + layout.height - 1), STRIP,
                   cv2.FILLED)
-    counts: dict[str, int] = {name: 0 for name in classes}
+    given = counts
+    counts = {name: 0 for name in classes}
     index = {name: i for i, name in enumerate(classes)}
     for defect in defects:
         i = index.setdefault(defect.class_name, len(index))
         counts[defect.class_name] = counts.get(defect.class_name, 0) + 1
         _draw_defect(image, layout, defect, class_colour(i))
     _draw_axes(image, layout)
-    _draw_legend(image, layout, list(index), counts)
+    _draw_legend(image, layout, list(index), counts if given is None else {**counts, **given})
     if title:
         _text(image, title, (layout.x0, 20), 0.5)
     return CoilMap(image, layout, counts)

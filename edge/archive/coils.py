@@ -49,8 +49,10 @@ class CoilArchive:
         cd_range = (g.cd_offset_mm, g.cd_offset_mm + self._frame_width * g.mm_per_px_cd)
         title = f"coil {report['coil_id'] or '-'} ({report['side']}), {report['length_m']:.1f} m"
         names, length, width = self.class_names, report["length_m"], self.writer.config.map_width_px
+        distinct = dict(report["defects"])
 
         def draw() -> bytes:
-            return encode_png(render_coil_map(defects, names, length, cd_range, title, width))
+            return encode_png(render_coil_map(defects, names, length, cd_range, title, width,
+                                              counts=distinct))
 
         return self.writer.submit_file(f"{coil_folder(coil_id, started)}/{MAP_NAME}", draw)
