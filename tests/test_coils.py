@@ -44,7 +44,8 @@ MALFORMED = [b"not json", b'{"speed_m_s": "fast"}', b'{"length_m": 3}', b"[1, 2]
 def coil_config(tmp_path, broker, model, **overrides):
     sections = daemon_sections(
         tmp_path, broker, model, tmp_path, geometry=GEOMETRY,
-        tracking={"source": "mqtt", "topic": L2_TOPIC}, **overrides,
+        tracking={"source": "mqtt", "topic": L2_TOPIC}, archive={"whole_frame": True},
+        **overrides,
     )
     return parse_config(sections)
 
@@ -155,6 +156,8 @@ def test_coil_changes_positions_defect_objects_and_reports(tmp_path, mqtt_broker
             x, y, w, h = defect["box_px"]
             assert crop is not None and crop.shape[0] >= h and crop.shape[1] >= w
             assert crop.max() >= 200  # the bright defect is in it
+        whole = cv2.imread(str(archive / event["frame_image"]), cv2.IMREAD_GRAYSCALE)
+        assert whole.shape == (HEIGHT, WIDTH)
     for report in reports:
         picture = cv2.imread(str(archive / report["map"]))
         assert picture is not None and picture.shape[1] == 1600

@@ -137,7 +137,7 @@ def test_allowed_user_commands_take_effect_denied_user_changes_nothing(
         scada.send("coil", {"coil_id": "C-4711"}, b"5")
         assert scada.answer(b"5")["result"] == {"coil_id": "C-4711"}
         scada.send("reload-model", {}, b"6")
-        assert scada.answer(b"6")["error"].startswith("not supported yet")
+        assert scada.answer(b"6")["result"]["reloading"].endswith("model.onnx")
         scada.send("warp-drive", {}, b"7")
         assert "unknown command" in scada.answer(b"7")["error"]
         assert daemon.process.poll() is None  # still inspecting

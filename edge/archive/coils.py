@@ -9,7 +9,7 @@ drawn and encoded on the writer's thread.
 from __future__ import annotations
 
 from edge.archive.coilmap import MapDefect, encode_png, render_coil_map
-from edge.archive.files import coil_folder
+from edge.archive.files import coil_folder, frame_image_name
 from edge.archive.writer import ArchiveWriter, DefectCrop
 from edge.config import GeometryConfig
 from edge.sources.base import Frame
@@ -28,8 +28,9 @@ class CoilArchive:
         self._frame_width = 1
 
     def defect_images(self, frame: Frame, coil_id: str | None, started: float,
-                      defects: list[dict]) -> None:
-        """Queue the crops; each defect queued gets its `image` (relative to the archive)."""
+                      defects: list[dict]) -> str | None:
+        """Queue the crops; each defect queued gets its `image` (relative to the archive).
+        Returns the whole frame's path when archive.whole_frame keeps it too, else None."""
         self._frame_width = frame.image.shape[1]
         room = MAP_MAX - len(self._map)
         self._map.extend(MapDefect.from_event(d) for d in defects[:max(room, 0)])
@@ -39,6 +40,9 @@ class CoilArchive:
         for defect in defects:
             if defect["defect_id"] in paths:
                 defect["image"] = paths[defect["defect_id"]]
+        if not (paths and self.writer.config.whole_frame):
+            return None
+        return f"{coil_folder(coil_id, started)}/{frame_image_name(frame.frame_id)}"
 
     def coil_map(self, coil_id: str | None, started: float, report: dict) -> str | None:
         """Queue the ended coil's map; its path relative to the archive, or None."""

@@ -32,7 +32,7 @@ class DaemonCommands:
             "clear-thresholds": self.clear_thresholds,
             "coil": self.set_coil,
             "rebirth": self.rebirth,
-            "reload-model": self._not_yet("reload-model needs the model hot swap"),
+            "reload-model": self.reload_model,
             "pause": self._not_yet("pausing inspection"),
             "resume": self._not_yet("pausing inspection"),
         }
@@ -67,6 +67,13 @@ class DaemonCommands:
             raise CommandError("coil_id must be a string of 1..64 characters, or null to clear")
         self._daemon.set_coil_by_hand(coil_id)
         return {"coil_id": coil_id}
+
+    def reload_model(self, body: dict) -> dict:
+        """The hot swap (as SIGHUP): model.path is loaded, gated and warmed up in the background;
+        the answer says it started, the birth message names the model once it runs."""
+        if not self._daemon.reload():
+            raise CommandError("a model reload is already running, or the daemon has not started")
+        return {"reloading": str(self._daemon.config.model.path)}
 
     def rebirth(self, body: dict) -> dict:
         node = self._daemon.plant.sparkplug

@@ -103,9 +103,13 @@ class CoilInspection:
         self.ledger.open.next_defect_id = builder.next_defect_id
         self.ledger.processed(frame.timestamp, defects)
         if defects:
-            if self.archive is not None:
-                self.archive.defect_images(frame, placement.coil_id, placement.started, defects)
-            out.append(("defects", self._event(frame, placement, defects)))
+            whole = (None if self.archive is None else
+                     self.archive.defect_images(frame, placement.coil_id, placement.started,
+                                                defects))
+            event = self._event(frame, placement, defects)
+            if whole is not None:
+                event["frame_image"] = whole
+            out.append(("defects", event))
             self._next_state = 0.0  # saved with the event: its defect ids are taken for good
         self._dirty = True
         return out, defects
