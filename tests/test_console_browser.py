@@ -141,10 +141,10 @@ def shoot(driver, name: str) -> None:
 
 
 def text_of(driver, css: str) -> str:
-    from selenium.webdriver.common.by import By  # noqa: PLC0415
-
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
+    """The element's text, read in the page in one step: the live view re-renders its elements,
+    so a reference found first may be stale by the time its text is read."""
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css)
 
 
 def test_live_view_updates_without_reload_and_shows_a_broker_outage(
