@@ -8,16 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from edge.config import DEFAULT_CONFIG_PATH
+from edge.commands.run import add_arguments  # noqa: F401 - the same --config as `edge run`
 
 log = logging.getLogger(__name__)
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument(
-        "--config", default=str(DEFAULT_CONFIG_PATH), metavar="FILE",
-        help=f"configuration file (default {DEFAULT_CONFIG_PATH})",
-    )
 
 
 def run(args) -> int:
