@@ -263,8 +263,12 @@ def test_dropped_frames_show_in_the_coverage(tmp_path, mqtt_broker, mean_model, 
 
 
 def test_events_v1_stay_selectable_and_report_the_applied_threshold(
-    tmp_path, mqtt_broker, mean_model, mqtt_subscriber
+    tmp_path, mqtt_broker, mean_model, mqtt_subscriber, monkeypatch
 ):
+    from edge.publisher import Publisher  # noqa: PLC0415
+
+    states = []
+    monkeypatch.setattr(Publisher, "save_state", lambda self, state: states.append(state))
     source = FedSource()
     config = parse_config(daemon_sections(tmp_path, mqtt_broker, mean_model, tmp_path,
                                           mqtt={"event_schema": "v1"},
@@ -278,6 +282,7 @@ def test_events_v1_stay_selectable_and_report_the_applied_threshold(
     assert event["schema"] == "steel-inspect/defect-event/v1"
     assert {d["threshold"] for d in event["defects"]} == {0.6}  # min_score above the card's 0.5
     assert not mqtt_subscriber.messages("/coils")
+    assert states == []  # no coil, so no coil state is written per frame
     birth = next(s for s in mqtt_subscriber.payloads("/status") if s["state"] == "online")
     assert birth["event_schema"].endswith("/v1")
     assert [c["threshold"] for c in birth["classes"]] == [0.6, 0.6, 0.6]

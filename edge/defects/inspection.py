@@ -55,7 +55,7 @@ class TileInspection:
         return []
 
     def state(self, force: bool = False):
-        return None
+        return False  # no coil: nothing to save (None would clear a saved coil at every frame)
 
 
 class CoilInspection:
