@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_daemon.py [--frames 3000] [--repeat 3] [--cpu N | --no-pin]
         [--profile] [--cases "no defects,..."]
 
-The model is the null runtime (`edge.runtime.null`: fixed probabilities, no inference), so what is
+The model is the null runtime (`edge.inference.runtime.null`: fixed probabilities, no inference),
+so what is
 timed is the daemon itself: tiling and batching, thresholds, event building, JSON, the SQLite
 outbox (appends synced to disk) and QoS 1 publishing to a real mosquitto started on a free
 loopback port. Three cases: no defects (no events), one class on every tile (one event of 7
@@ -46,15 +47,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fixtur
 
 from edge.config import parse_config  # noqa: E402
 from edge.daemon import Daemon  # noqa: E402
-from edge.events import DefectRule, EventBuilder, model_info  # noqa: E402
-from edge.model import LoadedModel  # noqa: E402
-from edge.modelcard import ClassInfo, ModelCard  # noqa: E402
-from edge.outbox import Outbox  # noqa: E402
-from edge.pipeline import FrameProcessor  # noqa: E402
-from edge.runtime import load_runtime  # noqa: E402
-from edge.sdnotify import SdNotifier  # noqa: E402
+from edge.defects.events import DefectRule, EventBuilder, model_info  # noqa: E402
+from edge.delivery.outbox import Outbox  # noqa: E402
+from edge.inference.model import LoadedModel  # noqa: E402
+from edge.inference.modelcard import ClassInfo, ModelCard  # noqa: E402
+from edge.inference.pipeline import FrameProcessor  # noqa: E402
+from edge.inference.runtime import load_runtime  # noqa: E402
+from edge.inference.tiling import tile_frame  # noqa: E402
+from edge.observe.sdnotify import SdNotifier  # noqa: E402
 from edge.sources.base import CameraState, Frame, FrameSource  # noqa: E402
-from edge.tiling import tile_frame  # noqa: E402
 from tests.fixtures.broker import Broker  # noqa: E402
 
 WIDTH, HEIGHT = 1600, 256

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.defects.localise import localise
-from edge.modelcard import MODELCARD_FILE, ModelCard
-from edge.runtime import load_runtime
+from edge.inference.modelcard import MODELCARD_FILE, ModelCard
+from edge.inference.runtime import load_runtime
 from train.localisation import measure
 
 TIMING_REPEATS = 2000

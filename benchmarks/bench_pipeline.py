@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fixtures, 
 from benchmarks.bench_daemon import MemorySource, daemon_config, frame_pool  # noqa: E402
 from edge.config import ReplayCameraConfig  # noqa: E402
 from edge.daemon import Daemon  # noqa: E402
-from edge.model import load_model  # noqa: E402
-from edge.sdnotify import SdNotifier  # noqa: E402
+from edge.inference.model import load_model  # noqa: E402
+from edge.inference.tiling import tile_frame  # noqa: E402
+from edge.observe.sdnotify import SdNotifier  # noqa: E402
 from edge.sources.replay import ReplaySource  # noqa: E402
-from edge.tiling import tile_frame  # noqa: E402
 from tests.fixtures.broker import Broker  # noqa: E402
 from tests.fixtures.edge_daemon import write_mean_model  # noqa: E402
 

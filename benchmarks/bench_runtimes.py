@@ -11,9 +11,11 @@ ResNet152 peaks at 11-12 GiB RSS, so the script exports it only when that much m
 available (or --force).
 
 Every measurement runs in its own child process (own thread settings, memory given back after):
-ONNX Runtime through `edge.runtime.load_runtime("onnxruntime", ..., threads=T)` exactly as the
+ONNX Runtime through `edge.inference.runtime.load_runtime("onnxruntime", ..., threads=T)` exactly
+as the
 daemon loads it, Keras through `predict_on_batch` with T intra-op threads. All of them run the
-same tiles: 1600x256 frames of a `train synth` data set cut by `edge.tiling` (synthetic tiles if
+same tiles: 1600x256 frames of a `train synth` data set cut by `edge.inference.tiling` (synthetic
+tiles if
 there is no data set). Batch 1 and batch 7 (one 1600x256 frame) are timed for about --seconds
 each after one warm-up batch; with --repeat N the runtimes are measured in N rounds and each
 shows its fastest (the load average beside it is that round's). The "max |dp|" column compares
@@ -59,9 +61,9 @@ CLASS_NAMES = ("rolled-in scale", "scratches", "rolling films")
 # ---- tiles ---------------------------------------------------------------------------------
 
 def load_tiles(data: Path, count: int, skip_frames: int = 0) -> tuple[np.ndarray, str]:
-    """`count` tiles [n, 256, 256, 1] cut by edge.tiling from the frames of a data set."""
+    """`count` tiles [n, 256, 256, 1] cut by edge.inference.tiling from the frames of a data set."""
+    from edge.inference.tiling import tile_frame  # noqa: PLC0415
     from edge.sources.replay import read_gray  # noqa: PLC0415
-    from edge.tiling import tile_frame  # noqa: PLC0415
 
     images = sorted((data / "train_images").glob("*.jpg"))[skip_frames:]
     if not images:
@@ -122,7 +124,7 @@ def available_gib() -> float:
 
 def make_keras(arch: str, run_dir: Path) -> None:
     """Child: build the untrained model, save it and a model card beside it."""
-    from edge.modelcard import ClassInfo, ModelCard  # noqa: PLC0415
+    from edge.inference.modelcard import ClassInfo, ModelCard  # noqa: PLC0415
     from train.models import build_model  # noqa: PLC0415
 
     build_model(arch, len(CLASS_NAMES), "none").save(run_dir / "model.keras")
@@ -147,7 +149,7 @@ def predictor(runtime: str, path: Path, threads: int):
 
         model = load_keras_model(path)
         return lambda batch: np.asarray(model.predict_on_batch(batch), dtype=np.float32)
-    from edge.runtime import load_runtime  # noqa: PLC0415
+    from edge.inference.runtime import load_runtime  # noqa: PLC0415
 
     engine = load_runtime("onnxruntime", path, max_batch=max(BATCHES), threads=threads)
     return engine.infer

@@ -22,8 +22,8 @@ import numpy as np
 
 from convert.flops import count_flops
 from edge.errors import SteelInspectError
-from edge.model import load_model
-from edge.tiling import tile_boxes
+from edge.inference.model import load_model
+from edge.inference.tiling import tile_boxes
 
 GTX1060_TFLOPS = {"fp32": 4.4, "fp16": 4.4, "int8": 17.6}  # SM 6.1 has no fast FP16
 TILES_PER_FRAME = len(tile_boxes(256, 1600))

@@ -29,11 +29,11 @@ from convert.tiles import calibration_tiles, open_run_data, tiles_sha256
 from convert.trt86 import blocking, check_tensorrt86
 from edge.errors import ModelError
 from edge.inference.cpuflags import cpu_flags, int8_reduce_range
-from edge.model import file_sha256, manifest_path
-from edge.modelcard import MODELCARD_FILE, ModelCard
-from edge.runtime import load_runtime
-from edge.runtime.base import CAM_OUTPUT
-from edge.tiling import tile_boxes
+from edge.inference.model import file_sha256, manifest_path
+from edge.inference.modelcard import MODELCARD_FILE, ModelCard
+from edge.inference.runtime import load_runtime
+from edge.inference.runtime.base import CAM_OUTPUT
+from edge.inference.tiling import tile_boxes
 from train import rundir
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class BuildOptions:
 class Candidate:
     path: Path
     backend_version: str
-    platform: object  # edge.manifest.Platform for TensorRT, None for ONNX Runtime
+    platform: object  # edge.inference.manifest.Platform for TensorRT, None for ONNX Runtime
     effective_precision: str
     notes: list[str]
     engine_input: object  # convert.onnx_graph.TensorInfo
@@ -237,7 +237,8 @@ def _refuse_run_file(out: Path, run: Path) -> None:
 
 
 def cam_manifest(engine: Path, backend: str, onnx_path: Path) -> dict | None:
-    """The engine's `cam` output (edge.runtime.base.CAM_OUTPUT) as the ONNX declares it, or None
+    """The engine's `cam` output (edge.inference.runtime.base.CAM_OUTPUT) as the ONNX declares it,
+    or None
     for a model exported without it; engines keep it in FP32 like the head."""
     outputs = graph_outputs(load_onnx(engine if backend == "onnxruntime" else onnx_path))
     cam = next((o for o in outputs if o.name == CAM_OUTPUT), None)

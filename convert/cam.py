@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper, shape_inference
 
 from convert.errors import ExportError
 from convert.onnx_graph import CAM_PREFIX, HEAD_MATMUL_OPS, head_nodes, producers
-from edge.runtime.base import CAM_OUTPUT
+from edge.inference.runtime.base import CAM_OUTPUT
 
 POOL_PLUMBING = {"Reshape", "Squeeze", "Flatten", "Identity"}
 CAM_IDENTITY_TOLERANCE = 1e-5

@@ -28,8 +28,8 @@ from convert.onnx_graph import check_contract, name_unnamed_nodes, normalise_aft
 from convert.tiles import parity_tiles
 from convert.trt86 import Finding, check_tensorrt86
 from edge.errors import ModelError
-from edge.modelcard import MODELCARD_FILE, ModelCard
-from edge.runtime import load_runtime
+from edge.inference.modelcard import MODELCARD_FILE, ModelCard
+from edge.inference.runtime import load_runtime
 from train import rundir
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
 """The F1 gate: a candidate engine may not lose more than `max_drop` F1 against the Keras model.
 
 The reference is the Keras model's test F1 recorded in the model card at training time, so the
-gate also catches a broken export. The candidate runs, through an `edge.runtime` backend, over
+gate also catches a broken export. The candidate runs, through an `edge.inference.runtime` backend,
+over
 exactly the tiles training evaluated (`train.evaluation.score_split` with the card's settings):
 per-class F1 at the card's thresholds plus defect-free F1, for crops and for frames. Beside it:
 the FP32 ONNX, and the candidate with thresholds re-selected on its own validation crops.
@@ -24,9 +25,9 @@ import numpy as np
 from tqdm import tqdm
 
 from edge.errors import ModelError
+from edge.inference.modelcard import ModelCard
 from edge.inference.paired import PairedColumn, compare_decisions
-from edge.modelcard import ModelCard
-from edge.tiling import tile_boxes
+from edge.inference.tiling import tile_boxes
 from train.evaluation import EvalSettings, crop_scores, metrics_of, score_split
 from train.metrics import apply_thresholds, best_thresholds
 

@@ -1,4 +1,5 @@
-"""The manifest PATH.json written beside every engine (read back by `edge.model`/`edge.manifest`).
+"""The manifest PATH.json written beside every engine (read back by
+`edge.inference.model`/`edge.inference.manifest`).
 
 It embeds the model card under "card" and records what the line PC must match (backend version,
 GPU), what the engine really is (effective precision, I/O dtypes) and the gate table that let it
@@ -13,11 +14,12 @@ from pathlib import Path
 
 from convert.gate import GateReport
 from convert.onnx_graph import TensorInfo
-from edge.manifest import MANIFEST_VERSION, Platform
-from edge.model import file_sha256
-from edge.modelcard import ModelCard, package_versions
+from edge.inference.manifest import MANIFEST_VERSION, Platform
+from edge.inference.model import file_sha256
+from edge.inference.modelcard import ModelCard, package_versions
 
-HOST_INPUT_DTYPE = "uint8"  # what edge.runtime's infer() takes, whatever the engine's input
+# what edge.inference.runtime's infer() takes, whatever the engine's input
+HOST_INPUT_DTYPE = "uint8"
 
 
 def build_manifest(

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 
 from convert.errors import EngineBuildError
 from edge.errors import ModelError
-from edge.runtime.base import CAM_OUTPUT
+from edge.inference.runtime.base import CAM_OUTPUT
 
 # Ops that may sit between the last matrix product and the output (bias, activation, plumbing).
 HEAD_TAIL_OPS = {"Sigmoid", "Add", "Identity", "Cast", "Reshape", "Squeeze", "Flatten"}

@@ -1,6 +1,7 @@
 """Tiles the conversion stage feeds models: parity checks and INT8 calibration (numpy only).
 
-Tiles are cut from whole frames with `edge.tiling.tile_frame`, exactly as the line cuts them.
+Tiles are cut from whole frames with `edge.inference.tiling.tile_frame`, exactly as the line cuts
+them.
 Calibration uses the TRAINING split only: validation chose the thresholds and test judges the
 engine, so neither may shape the quantisation.
 """
@@ -14,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import DataError
-from edge.modelcard import ModelCard
-from edge.tiling import tile_frame
+from edge.inference.modelcard import ModelCard
+from edge.inference.tiling import tile_frame
 from train.rundir import data_folder, open_run_data
 
 log = logging.getLogger(__name__)

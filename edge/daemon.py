@@ -16,23 +16,23 @@ from edge import __version__
 from edge.archive.coils import CoilArchive
 from edge.archive.writer import ArchiveWriter
 from edge.config import EdgeConfig
+from edge.defects.events import DefectRule, EventBuilder, model_info
 from edge.defects.inspection import CoilInspection, TileInspection, resume_segment
 from edge.defects.position import StripLocator
-from edge.events import DefectRule, EventBuilder, model_info
+from edge.delivery.mqtt import MqttClient
+from edge.delivery.outbox import Outbox
+from edge.delivery.publisher import Publisher
+from edge.inference.model import LoadedModel
+from edge.inference.pipeline import FrameProcessor, Pipeline
 from edge.inference.reload import ModelReloader, load_configured_model
-from edge.model import LoadedModel
-from edge.mqtt import MqttClient
 from edge.observe.current_coil import CurrentCoil  # plant integration (issue 17)
 from edge.observe.last_defect import LastDefect  # plant integration
 from edge.observe.latest_frame import LatestFrame, LatestFrameWriter
 from edge.observe.plant import PlantIntegration  # plant integration
-from edge.outbox import Outbox
-from edge.pipeline import FrameProcessor, Pipeline
-from edge.publisher import Publisher
-from edge.sdnotify import SdNotifier, Watchdog
+from edge.observe.sdnotify import SdNotifier, Watchdog
+from edge.observe.stats import Stats, stats_payload, utc_iso
 from edge.sources import make_source
 from edge.sources.base import FrameSource
-from edge.stats import Stats, stats_payload, utc_iso
 from edge.tracking import Tracker
 from edge.tracking.sources import make_tracking
 

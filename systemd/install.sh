@@ -110,7 +110,7 @@ pick_python() {
 
 # TensorRT 10 dropped Pascal (GTX 10xx, compute capability 6.x): older GPUs get 8.6.1, the last
 # release that builds engines for them; newer ones 10.x (11 removed the API the builder uses; the
-# cap must match edge.manifest.SUPPORTED_TENSORRT_MAJORS, tests/test_tensorrt_api.py checks it).
+# cap must match edge.inference.manifest.SUPPORTED_TENSORRT_MAJORS, tests/test_tensorrt_api.py checks it).
 tensorrt_pin() {
     case ",$extras," in *,tensorrt,*) ;; *) return ;; esac
     command -v nvidia-smi >/dev/null || return 0

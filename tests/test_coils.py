@@ -234,7 +234,7 @@ def test_kill_9_mid_coil_gives_one_report(tmp_path, mqtt_broker, mean_model, mqt
 def test_dropped_frames_show_in_the_coverage(tmp_path, mqtt_broker, mean_model, mqtt_subscriber):
     import time  # noqa: PLC0415
 
-    from edge.model import load_model  # noqa: PLC0415
+    from edge.inference.model import load_model  # noqa: PLC0415
 
     model = load_model(mean_model, "onnxruntime", max_batch=8, threads=1)
     infer = model.runtime.infer_all
@@ -265,7 +265,7 @@ def test_dropped_frames_show_in_the_coverage(tmp_path, mqtt_broker, mean_model, 
 def test_events_v1_stay_selectable_and_report_the_applied_threshold(
     tmp_path, mqtt_broker, mean_model, mqtt_subscriber, monkeypatch
 ):
-    from edge.publisher import Publisher  # noqa: PLC0415
+    from edge.delivery.publisher import Publisher  # noqa: PLC0415
 
     states = []
     monkeypatch.setattr(Publisher, "save_state", lambda self, state: states.append(state))

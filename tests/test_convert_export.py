@@ -15,7 +15,7 @@ from convert.export import PARITY_TOLERANCE, check_parity, onnx_outputs, onnx_pr
 from convert.onnx_graph import graph_inputs, graph_outputs, head_nodes, producers
 from convert.tiles import open_run_data, parity_tiles
 from edge.errors import DataError
-from edge.modelcard import ModelCard
+from edge.inference.modelcard import ModelCard
 from tests.fixtures.convert import THREADS, copy_run, run_convert
 
 
@@ -55,7 +55,7 @@ def test_export_matches_keras_on_real_tiles(exported_run):
 
 def test_exporting_the_same_model_twice_gives_the_same_file(exported_run, tmp_path):
     from convert.export import export_onnx  # noqa: PLC0415
-    from edge.model import file_sha256  # noqa: PLC0415
+    from edge.inference.model import file_sha256  # noqa: PLC0415
 
     run = copy_run(exported_run.path.parent, tmp_path / "run")
     (run / "model.onnx").unlink()
@@ -90,7 +90,7 @@ def test_cam_averages_back_to_the_probabilities(exported_run):
 
 
 def test_a_model_without_cam_still_runs(exported_run, tmp_path):
-    from edge.runtime import load_runtime
+    from edge.inference.runtime import load_runtime
 
     model = onnx.load(str(exported_run.path))
     del model.graph.output[1]

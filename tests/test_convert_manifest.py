@@ -1,4 +1,5 @@
-"""edge.manifest: an engine is refused on another TensorRT, GPU or ONNX (no TensorRT needed:
+"""edge.inference.manifest: an engine is refused on another TensorRT, GPU or ONNX (no TensorRT
+needed:
 the platform is injected)."""
 
 from __future__ import annotations
@@ -8,14 +9,14 @@ import json
 import pytest
 
 from edge.errors import ModelError
-from edge.manifest import (
+from edge.inference.manifest import (
     MANIFEST_VERSION,
     Platform,
     capability_problem,
     check_manifest,
     mismatches,
 )
-from edge.model import file_sha256, load_model
+from edge.inference.model import file_sha256, load_model
 
 GTX1060 = Platform("8.6.1", "NVIDIA GeForce GTX 1060 6GB", "6.1")
 
@@ -113,7 +114,8 @@ def test_capability_rules():
 
 
 def test_load_model_probes_this_machine(engine, tmp_path):
-    """Through edge.model: without tensorrt here, the refusal names the extra to install."""
+    """Through edge.inference.model: without tensorrt here, the refusal names the extra to
+    install."""
     path, _, manifest = engine
     try:
         import tensorrt  # noqa: F401

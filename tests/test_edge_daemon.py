@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 
 from edge.config import parse_config
-from edge.model import load_model
-from edge.runtime.base import Runtime
+from edge.inference.model import load_model
+from edge.inference.runtime.base import Runtime
 from tests.fixtures.broker import Subscriber, wait_until
 from tests.fixtures.edge_daemon import (
     NotifySocket,

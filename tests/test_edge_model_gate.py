@@ -11,7 +11,7 @@ import pytest
 from edge.cli import main
 from edge.config import parse_config
 from edge.errors import ModelError
-from edge.model import load_model
+from edge.inference.model import load_model
 from tests.fixtures.broker import Subscriber, wait_until
 from tests.fixtures.edge_daemon import (
     daemon_sections,

@@ -4,7 +4,7 @@ import json
 
 from edge.cli import main as edge_main
 from edge.config import load_config
-from edge.monitor import Monitor
+from edge.observe.monitor import Monitor
 from tests.fixtures.edge_daemon import (
     daemon_sections,
     expected_classes,

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from edge.config import MqttConfig, SiteConfig
-from edge.mqtt import MqttClient, probe_broker
-from edge.sdnotify import SdNotifier, Watchdog
+from edge.delivery.mqtt import MqttClient, probe_broker
+from edge.observe.sdnotify import SdNotifier, Watchdog
 from tests.fixtures.broker import wait_until
 from tests.fixtures.edge_daemon import NotifySocket
 from tests.fixtures.tls import mosquitto_tls_lines

@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
+from edge.delivery.outbox import WAL_LIMIT_BYTES, Outbox
 from edge.errors import ConfigError
-from edge.outbox import WAL_LIMIT_BYTES, Outbox
 
 TOPIC = "steel-inspect/L1/cam1/defects"
 

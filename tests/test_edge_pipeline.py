@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from edge.config import EventsConfig, SiteConfig, TilingConfig
+from edge.defects.events import DefectRule, EventBuilder, model_info
 from edge.errors import ConfigError
-from edge.events import DefectRule, EventBuilder, model_info
-from edge.framequeue import FrameQueue
-from edge.model import load_model
-from edge.pipeline import FrameProcessor
+from edge.inference.framequeue import FrameQueue
+from edge.inference.model import load_model
+from edge.inference.pipeline import FrameProcessor
+from edge.inference.tiling import TilingError
 from edge.schemas import load_schema
 from edge.sources.base import Frame
-from edge.tiling import TilingError
 from tests.fixtures.edge_daemon import TILE, expected_classes, frame_with_tiles
 
 

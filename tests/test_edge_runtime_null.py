@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.errors import ModelError
-from edge.runtime import available_backends, load_runtime
+from edge.inference.runtime import available_backends, load_runtime
 
 
 def test_null_backend_returns_its_fixed_probabilities_per_tile():

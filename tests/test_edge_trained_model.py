@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.modelcard import ModelCard
-from edge.runtime import load_runtime
+from edge.inference.modelcard import ModelCard
+from edge.inference.runtime import load_runtime
 from tests.fixtures.broker import Subscriber
 from tests.fixtures.edge_daemon import (
     DaemonProcess,

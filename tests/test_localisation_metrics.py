@@ -6,8 +6,8 @@ are set below the figures measured in docs/performance.md "Defect localisation".
 
 from __future__ import annotations
 
-from edge.modelcard import MODELCARD_FILE, ModelCard
-from edge.runtime import load_runtime
+from edge.inference.modelcard import MODELCARD_FILE, ModelCard
+from edge.inference.runtime import load_runtime
 from train.localisation import measure
 
 HELD_OUT_SEED = 1234

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from edge.errors import ModelError
-from edge.model import load_model
-from edge.modelcard import ModelCard
-from edge.runtime import load_runtime
+from edge.inference.model import load_model
+from edge.inference.modelcard import ModelCard
+from edge.inference.runtime import load_runtime
 from tests.fixtures.edge_daemon import WEIGHTS, write_mean_model
 
 CARD = {

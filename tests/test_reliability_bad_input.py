@@ -28,10 +28,10 @@ from onnx import TensorProto, helper
 
 from edge.cli import main as edge_main
 from edge.config import EdgeConfig, load_config, parse_config
+from edge.delivery.mqtt import Topics
 from edge.errors import ConfigError, ModelError
-from edge.model import file_sha256, load_model
-from edge.modelcard import ModelCard
-from edge.mqtt import Topics
+from edge.inference.model import file_sha256, load_model
+from edge.inference.modelcard import ModelCard
 from edge.sources.replay import UnreadableImage, read_gray
 from tests.fixtures.broker import Subscriber
 from tests.fixtures.edge_daemon import (

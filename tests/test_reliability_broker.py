@@ -14,7 +14,7 @@ import time
 import pytest
 
 from edge.config import parse_config
-from edge.publisher import Publisher
+from edge.delivery.publisher import Publisher
 from tests.fixtures.broker import Subscriber
 from tests.fixtures.edge_daemon import (
     daemon_sections,

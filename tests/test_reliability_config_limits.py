@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from edge.config import MQTT_STRING_MAX_BYTES, TilingConfig, parse_config
+from edge.defects.events import DefectRule
+from edge.delivery.mqtt import Topics
 from edge.errors import ConfigError
-from edge.events import DefectRule
-from edge.model import load_model
-from edge.mqtt import Topics
-from edge.pipeline import FrameProcessor
+from edge.inference.model import load_model
+from edge.inference.pipeline import FrameProcessor
 from tests.test_edge_config import MINIMAL
 
 LONG = "x" * (MQTT_STRING_MAX_BYTES + 1)

@@ -11,11 +11,11 @@ import pytest
 
 from edge.commands.check import run as check_run
 from edge.config import parse_config
+from edge.delivery.outbox import Outbox
 from edge.errors import ModelError, ModelFault
-from edge.model import load_model
-from edge.outbox import Outbox
-from edge.runtime import load_runtime
-from edge.runtime.outputs import checked_probabilities
+from edge.inference.model import load_model
+from edge.inference.runtime import load_runtime
+from edge.inference.runtime.outputs import checked_probabilities
 from edge.schemas import encode_payload
 from tests.fixtures.broker import wait_until
 from tests.fixtures.edge_daemon import (
@@ -79,7 +79,7 @@ def test_daemon_counts_model_faults_shows_them_and_logs_at_a_limited_rate(
     frames = {f"{i:02d}.png": frame_with_tiles([255, 0]) for i in range(count)}
     images = write_frames(tmp_path / "frames", frames)
     config = parse_config(daemon_sections(tmp_path, mqtt_broker, model, images))
-    caplog.set_level(logging.WARNING, logger="edge.pipeline")
+    caplog.set_level(logging.WARNING, logger="edge.inference.pipeline")
     with running_daemon(config, lossless=True) as daemon:
         assert wait_until(lambda: daemon.stats.model_faults == count, timeout=20), \
             daemon.status_line()

@@ -6,7 +6,7 @@ import logging
 import socket
 
 from edge.config import MqttConfig, SiteConfig
-from edge.mqtt import MqttClient, ShortLivedConnections
+from edge.delivery.mqtt import MqttClient, ShortLivedConnections
 from tests.fixtures.broker import Subscriber, wait_until
 from tests.fixtures.edge_daemon import validate_messages
 
@@ -24,7 +24,7 @@ def test_a_broker_that_takes_the_connection_and_never_answers_is_not_a_certifica
     hung.bind(("127.0.0.1", 0))
     hung.listen(8)
     client = MqttClient(mqtt_config("127.0.0.1", hung.getsockname()[1], keepalive=5), SITE)
-    caplog.set_level(logging.WARNING, logger="edge.mqtt")
+    caplog.set_level(logging.WARNING, logger="edge.delivery.mqtt")
     try:
         client.start()
         assert wait_until(lambda: client.state.startswith("no CONNACK"), timeout=15), client.state
@@ -38,7 +38,7 @@ def test_a_broker_that_takes_the_connection_and_never_answers_is_not_a_certifica
 def test_two_daemons_with_one_client_id_are_told_so(mqtt_broker, caplog):
     config = mqtt_config(mqtt_broker.host, mqtt_broker.port, client_id="line1-cam1")
     first, second = MqttClient(config, SITE), MqttClient(config, SITE)
-    caplog.set_level(logging.ERROR, logger="edge.mqtt")
+    caplog.set_level(logging.ERROR, logger="edge.delivery.mqtt")
     try:
         first.start()
         assert wait_until(first.ready.is_set)

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 
 from edge.commands.check import run as check_run
+from edge.delivery.outbox import Outbox
 from edge.errors import ConfigError
-from edge.outbox import Outbox
 from tests.fixtures.edge_daemon import daemon_sections, write_config
 from tests.test_edge_outbox import TOPIC, events
 
@@ -47,7 +47,7 @@ def test_a_deleted_or_replaced_database_is_recreated_without_losing_events(tmp_p
         path.with_name(path.name + suffix).unlink(missing_ok=True)
     if how == "replace":
         sqlite3.connect(path).execute("CREATE TABLE other (x)").connection.close()
-    caplog.set_level(logging.ERROR, logger="edge.outbox")
+    caplog.set_level(logging.ERROR, logger="edge.delivery.outbox")
     more = events(3)
     assert outbox.append(more, TOPIC) == 3
     assert [e["seq"] for e in more] == [62, 63, 64]
@@ -98,7 +98,7 @@ def test_an_external_lock_held_for_seconds_loses_no_event(tmp_path, caplog):
     outbox = open_outbox(path)
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN EXCLUSIVE")  # e.g. a backup tool or `sqlite3` shell on the line PC
-    caplog.set_level(logging.WARNING, logger="edge.outbox")
+    caplog.set_level(logging.WARNING, logger="edge.delivery.outbox")
     release = threading.Timer(2.0, lambda: holder.execute("COMMIT"))
     try:
         release.start()
@@ -124,7 +124,7 @@ def test_an_external_lock_held_for_seconds_loses_no_event(tmp_path, caplog):
 
 def test_the_outbox_full_warning_is_rate_limited(tmp_path, caplog):
     outbox = open_outbox(tmp_path / "outbox.sqlite", max_bytes=2000)
-    caplog.set_level(logging.WARNING, logger="edge.outbox")
+    caplog.set_level(logging.WARNING, logger="edge.delivery.outbox")
     try:
         for _ in range(200):
             outbox.append(events(1, size=500), TOPIC)
@@ -170,7 +170,7 @@ def test_a_damaged_outbox_at_start_is_kept_aside_and_a_new_one_begins(tmp_path, 
         with open(path, "r+b") as fh:
             fh.truncate(path.stat().st_size // 2)
     kept = path.read_bytes()
-    caplog.set_level(logging.ERROR, logger="edge.outbox")
+    caplog.set_level(logging.ERROR, logger="edge.delivery.outbox")
     outbox = open_outbox(path)  # before: ConfigError, exit 2, and the service stayed down
     try:
         batch = events(1)

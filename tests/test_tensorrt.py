@@ -53,7 +53,7 @@ def fp16_engine(exported_run, tmp_path_factory):
 
 @needs_gpu
 def test_fp16_engine_passes_the_gate_and_records_the_gpu(fp16_engine):
-    from edge.manifest import probe_platform
+    from edge.inference.manifest import probe_platform
 
     assert fp16_engine.passed, fp16_engine.report.format_table()
     manifest = fp16_engine.manifest
@@ -72,8 +72,8 @@ def test_fp16_engine_passes_the_gate_and_records_the_gpu(fp16_engine):
 
 @needs_gpu
 def test_runtime_matches_onnx_runtime(fp16_engine, exported_onnx):
-    from edge.model import load_model
-    from edge.runtime import load_runtime
+    from edge.inference.model import load_model
+    from edge.inference.runtime import load_runtime
 
     tiles = tile_batch(11)
     with load_runtime("onnxruntime", exported_onnx, threads=THREADS) as reference:
@@ -93,7 +93,7 @@ def test_runtime_matches_onnx_runtime(fp16_engine, exported_onnx):
 @needs_gpu
 def test_engine_for_another_gpu_is_refused(fp16_engine):
     from edge.errors import ModelError
-    from edge.model import load_model
+    from edge.inference.model import load_model
 
     manifest_path = fp16_engine.path.with_name(fp16_engine.path.name + ".json")
     manifest = json.loads(manifest_path.read_text())

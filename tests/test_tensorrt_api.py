@@ -3,8 +3,8 @@
 The `tensorrt` extension of each pinned wheel is imported in a subprocess over stand-in
 libnvinfer/libnvonnxparser shared objects built here with the C compiler: their entry points
 return NULL, which is enough for pybind11 to register every class, method, property and enum.
-Every TensorRT attribute that convert/tensorrt/ and edge/runtime/tensorrt.py use is found by an
-`ast` scan (a new use cannot escape) and must exist in every supported version; only uses guarded
+Every TensorRT attribute that convert/tensorrt/ and edge/inference/runtime/tensorrt.py use is found
+by an `ast` scan (a new use cannot escape) and must exist in every supported version; only uses guarded
 by hasattr/getattr may be missing somewhere; and the first unsupported major must really lack what
 the `<11` cap protects against. Wheels are cached in /.test-cache/ (ignored by git).
 """
@@ -26,11 +26,12 @@ from pathlib import Path
 
 import pytest
 
-from edge.manifest import OLDEST_TENSORRT, SUPPORTED_TENSORRT_MAJORS
+from edge.inference.manifest import OLDEST_TENSORRT, SUPPORTED_TENSORRT_MAJORS
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".test-cache" / "tensorrt-bindings"
-SCANNED = [*sorted((REPO / "convert" / "tensorrt").glob("*.py")), REPO / "edge/runtime/tensorrt.py"]
+SCANNED = [*sorted((REPO / "convert" / "tensorrt").glob("*.py")),
+           REPO / "edge/inference/runtime/tensorrt.py"]
 ROOTS = {"trt", "tensorrt"}  # module names; `self.trt` / `self._trt` hold the same module
 SELF_ROOTS = {"trt", "_trt"}
 
@@ -307,7 +308,7 @@ import tensorrt_bindings as trt
 sys.modules["tensorrt"] = trt
 from convert.errors import EngineBuildError
 from edge.errors import ModelError
-from edge.runtime.tensorrt import recording_logger, tensorrt_object
+from edge.inference.runtime.tensorrt import recording_logger, tensorrt_object
 try:
     trt.Builder(trt.Logger())
 except TypeError as exc:

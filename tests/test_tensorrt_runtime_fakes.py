@@ -14,9 +14,9 @@ import types
 import numpy as np
 import pytest
 
-import edge.runtime.tensorrt as trt_runtime
+import edge.inference.runtime.tensorrt as trt_runtime
 from edge.errors import ModelError
-from edge.runtime.tensorrt import TensorRTRuntime
+from edge.inference.runtime.tensorrt import TensorRTRuntime
 
 H, W, C, K, PROFILE_MAX = 8, 8, 3, 4, 8
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.tiling import TilingError, axis_starts, tile_boxes, tile_frame
+from edge.inference.tiling import TilingError, axis_starts, tile_boxes, tile_frame
 
 
 def test_severstal_frame_gives_seven_tiles_with_last_one_flush_right():

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edge.modelcard import ModelCard
+from edge.inference.modelcard import ModelCard
 from train import rundir
 from train.cli import main
 from train.data.folder import SeverstalFolder

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge.errors import DataError, ModelError
-from edge.tiling import tile_frame
+from edge.inference.tiling import tile_frame
 from train.data.crops import crop_labels
 from train.data.folder import SeverstalFolder
 from train.evaluation import (

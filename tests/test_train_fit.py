@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.modelcard import ModelCard
+from edge.inference.modelcard import ModelCard
 from train import rundir
 from train.metrics import metrics_table
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from edge.errors import DataError
-from edge.modelcard import ModelCard
+from edge.inference.modelcard import ModelCard
 from tests.fixtures.data import write_folder
 from tests.test_train_cli import assert_one_line_error, run_cli
 from train import rundir

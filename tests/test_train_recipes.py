@@ -59,7 +59,7 @@ FRAME_MARGIN_OVER_PREVALENCE = 0.1
 @pytest.mark.parametrize("seed", HELD_OUT_SEEDS)
 def test_plain_defaults_beat_the_prevalence_baseline_on_held_out_frames(trained_run, tmp_path,
                                                                        seed):
-    from edge.modelcard import ModelCard
+    from edge.inference.modelcard import ModelCard
     from train.assess import keras_predictor
     from train.data import synth
     from train.data.folder import SeverstalFolder

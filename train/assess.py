@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import DataError
-from edge.modelcard import MODELCARD_FILE, ClassInfo, ModelCard, package_versions
+from edge.inference.modelcard import MODELCARD_FILE, ClassInfo, ModelCard, package_versions
 from train import rundir
 from train.evaluation import CROPS_PER_IMAGE, EvalSettings, ScoredSet, metrics_of, score_split
 from train.metrics import best_thresholds

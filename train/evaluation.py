@@ -5,7 +5,8 @@ A predictor maps uint8 tiles [n, 256, 256, 1] to float32 probabilities [n, C]. T
 (a) crops (paper section 6): `crops_per_image` random tiles per image; the boxes of an image depend
     only on the seed and the image id (not on the other images of the split), labels follow the
     crop-label rule of `train.data.crops`;
-(b) frames: every frame tiled with `edge.tiling.tile_frame`; a frame's score for a class is the
+(b) frames: every frame tiled with `edge.inference.tiling.tile_frame`; a frame's score for a class
+is the
     maximum over its tiles (a class is present if any tile passes its threshold) and its labels
     are the image labels.
 
@@ -23,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edge.errors import DataError, ModelError
-from edge.tiling import tile_frame
+from edge.inference.tiling import tile_frame
 from train.data.crops import DEFAULT_MIN_PIXELS, crop_labels, random_boxes
 from train.metrics import metrics_table
 

@@ -1,6 +1,7 @@
 """Grad-CAM (Selvaraju et al. 2017) on the last convolutional block, over a whole frame.
 
-The frame is cut into tiles with `edge.tiling.tile_frame` (as the daemon does). Per tile and
+The frame is cut into tiles with `edge.inference.tiling.tile_frame` (as the daemon does). Per tile
+and
 class, the gradients of the class logit with respect to the last block's feature maps (the
 input of the "pool" layer) are averaged over space to weight the maps; the ReLU of the weighted
 sum, upsampled to the tile, is placed into the frame (maximum where tiles overlap). All class
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import DataError
-from edge.tiling import tile_frame
+from edge.inference.tiling import tile_frame
 from train.models.registry import FEATURES_POOL, OUTPUT_NAME, TILE
 
 log = logging.getLogger(__name__)

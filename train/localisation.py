@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from edge.defects.localise import localise
-from edge.tiling import tile_frame
+from edge.inference.tiling import tile_frame
 from train.data import synth
 
 Box = tuple[int, int, int, int]

@@ -52,7 +52,7 @@ class ProgressPredictor:
 
 def split_tiles(folder, n_images: int, settings) -> int:
     """Tiles `score_split` predicts for n images: the evaluation crops plus every frame's tiles."""
-    from edge.tiling import tile_boxes  # noqa: PLC0415
+    from edge.inference.tiling import tile_boxes  # noqa: PLC0415
 
     per_frame = len(tile_boxes(folder.height, folder.width, settings.tile, settings.frame_stride))
     return n_images * (settings.crops_per_image + per_frame)

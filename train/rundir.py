@@ -3,7 +3,8 @@
 RUN_DIR/
   model.keras          the best model (lowest validation loss), without optimizer state
   model.onnx           written by `convert export-onnx` (raw uint8 pixels in, probabilities out)
-  modelcard.json       edge.modelcard.ModelCard: classes, thresholds, metrics, data, training
+  modelcard.json       edge.inference.modelcard.ModelCard: classes, thresholds, metrics, data,
+  training
   splits.json          the train/validation/test image ids used (copied or generated)
   data_files.json      train.csv's sha256 and every image's byte size (names what changed later)
   fit_config.json      every `train fit` option (used by --resume)
@@ -21,7 +22,7 @@ import json
 from pathlib import Path
 
 from edge.errors import DataError
-from edge.modelcard import MODELCARD_FILE, ModelCard
+from edge.inference.modelcard import MODELCARD_FILE, ModelCard
 
 MODEL_FILE = "model.keras"
 ONNX_FILE = "model.onnx"

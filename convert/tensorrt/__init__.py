@@ -7,7 +7,7 @@ TensorRT 10 is used: named I/O tensors, build_serialized_network, set_memory_poo
 from __future__ import annotations
 
 from convert.errors import TensorRTUnavailable
-from edge.manifest import INSTALL_HINT
+from edge.inference.manifest import INSTALL_HINT
 
 
 def require_tensorrt():

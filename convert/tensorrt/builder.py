@@ -21,8 +21,8 @@ from convert.onnx_graph import CAM_PREFIX
 from convert.tensorrt import require_tensorrt
 from convert.tensorrt.inspector import layer_precisions
 from edge.errors import ModelError
-from edge.manifest import Platform, capability_problem, probe_platform
-from edge.runtime.tensorrt import tensorrt_object
+from edge.inference.manifest import Platform, capability_problem, probe_platform
+from edge.inference.runtime.tensorrt import tensorrt_object
 
 log = logging.getLogger(__name__)
 

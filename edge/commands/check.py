@@ -88,10 +88,10 @@ def _check_model(config):
     """Load and warm up (black tiles), then infer grey and noise tiles: outputs are checked."""
     import numpy as np  # noqa: PLC0415
 
-    from edge.events import DefectRule  # noqa: PLC0415
+    from edge.defects.events import DefectRule  # noqa: PLC0415
     from edge.inference.cpuflags import inference_threads  # noqa: PLC0415
-    from edge.model import NO_CAM, load_model  # noqa: PLC0415
-    from edge.pipeline import FrameProcessor  # noqa: PLC0415
+    from edge.inference.model import NO_CAM, load_model  # noqa: PLC0415
+    from edge.inference.pipeline import FrameProcessor  # noqa: PLC0415
 
     m = config.model
     model = load_model(m.path, m.backend, max_batch=m.max_batch,
@@ -122,8 +122,8 @@ def _check_model(config):
 
 def _check_inference(config, model, image):
     """The camera's frame through the daemon's own FrameProcessor: tiling, runtime, checks."""
-    from edge.events import DefectRule  # noqa: PLC0415
-    from edge.pipeline import FrameProcessor  # noqa: PLC0415
+    from edge.defects.events import DefectRule  # noqa: PLC0415
+    from edge.inference.pipeline import FrameProcessor  # noqa: PLC0415
 
     processor = FrameProcessor(model, DefectRule(model.card, config.events), config.tiling)
     defects, seconds = processor.process(image)
@@ -180,7 +180,7 @@ def _outbox_integrity(path: Path) -> str:
 
 
 def _check_broker(config):
-    from edge.mqtt import probe_broker  # noqa: PLC0415
+    from edge.delivery.mqtt import probe_broker  # noqa: PLC0415
 
     mqtt = config.mqtt
     ok, detail = probe_broker(mqtt, config.site, _BROKER_TIMEOUT_S)

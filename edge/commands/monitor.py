@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from edge.config import load_config  # noqa: PLC0415
-    from edge.monitor import Monitor  # noqa: PLC0415
+    from edge.observe.monitor import Monitor  # noqa: PLC0415
 
     monitor = Monitor(load_config(args.config), events_log=args.events_log,
                       coils_log=args.coils_log)

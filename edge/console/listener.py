@@ -15,7 +15,7 @@ from datetime import datetime
 
 from edge.config import EdgeConfig
 from edge.console.state import ConsoleState
-from edge.mqtt import configure_client, connect_async, new_paho_client
+from edge.delivery.mqtt import configure_client, connect_async, new_paho_client
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from edge.control.server import CommandError
-from edge.events import DefectRule
+from edge.defects.events import DefectRule
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.config import MqttConfig, SiteConfig
-from edge.mqtt import Topics, configure_client, default_client_id
-from edge.stats import utc_iso
+from edge.delivery.mqtt import Topics, configure_client, default_client_id
+from edge.observe.stats import utc_iso
 
 log = logging.getLogger(__name__)
 

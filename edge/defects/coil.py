@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from edge.defects.position import OpenSegment, Placement
-from edge.stats import utc_iso
+from edge.observe.stats import utc_iso
 
 log = logging.getLogger(__name__)
 

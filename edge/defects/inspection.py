@@ -16,12 +16,12 @@ import numpy as np
 
 from edge.config import EdgeConfig
 from edge.defects.coil import CoilLedger
+from edge.defects.events import DEFECT_EVENT_V2_SCHEMA, DefectRule, EventBuilder
 from edge.defects.localise import localise
 from edge.defects.objects import ClassCuts, DefectBuilder
 from edge.defects.position import OpenSegment, StripLocator
-from edge.events import DEFECT_EVENT_V2_SCHEMA, DefectRule, EventBuilder
+from edge.observe.stats import utc_iso
 from edge.sources.base import Frame
-from edge.stats import utc_iso
 
 if TYPE_CHECKING:  # the daemon hands it in; the archive is downstream of the defects
     from edge.archive.coils import CoilArchive

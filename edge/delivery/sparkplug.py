@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge.config import MqttConfig, SiteConfig
+from edge.delivery.mqtt import configure_client, connect_async, default_client_id, new_paho_client
 from edge.delivery.sparkplug_bdseq import SEQ_MODULO, BdSeqStore
 from edge.delivery.sparkplug_config import SparkplugConfig
 from edge.delivery.sparkplug_metrics import BD_SEQ, REBIRTH, device_metrics, node_metrics
@@ -28,7 +29,6 @@ from edge.delivery.sparkplug_payload import (
     now_ms,
     payload,
 )
-from edge.mqtt import configure_client, connect_async, default_client_id, new_paho_client
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ import threading
 from collections.abc import Callable
 
 from edge.config import EdgeConfig
+from edge.defects.events import DefectRule, model_info
 from edge.errors import SteelInspectError
-from edge.events import DefectRule, model_info
 from edge.inference.cpuflags import inference_threads
-from edge.model import LoadedModel, load_model
-from edge.pipeline import FrameProcessor, Pipeline
+from edge.inference.model import LoadedModel, load_model
+from edge.inference.pipeline import FrameProcessor, Pipeline
 
 log = logging.getLogger(__name__)
 

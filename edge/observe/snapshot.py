@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from edge import __version__
 from edge.delivery.sparkplug_payload import Timed
-from edge.stats import percentiles
+from edge.observe.stats import percentiles
 
 
 def node_values(daemon) -> dict:

@@ -6,7 +6,7 @@ from edge.tracking.tracker import Tracker
 
 
 class MqttTracking:
-    """A `edge.mqtt.Subscription` that feeds the tracker; paho's thread calls it."""
+    """A `edge.delivery.mqtt.Subscription` that feeds the tracker; paho's thread calls it."""
 
     def __init__(self, tracker: Tracker, topic: str) -> None:
         self.tracker = tracker

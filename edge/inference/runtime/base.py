@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ModelError
-from edge.runtime.outputs import checked_probabilities
+from edge.inference.runtime.outputs import checked_probabilities
 
 log = logging.getLogger(__name__)
 
 # backend name -> "module:Class"; modules are imported only when their backend is asked for, so a
 # CPU line PC never needs pycuda/tensorrt installed.
 _BACKENDS = {
-    "onnxruntime": "edge.runtime.onnxruntime:OnnxRuntime",
-    "tensorrt": "edge.runtime.tensorrt:TensorRTRuntime",
-    "null": "edge.runtime.null:NullRuntime",  # fixed probabilities: tests and benchmarks
+    "onnxruntime": "edge.inference.runtime.onnxruntime:OnnxRuntime",
+    "tensorrt": "edge.inference.runtime.tensorrt:TensorRTRuntime",
+    "null": "edge.inference.runtime.null:NullRuntime",  # fixed probabilities: tests and benchmarks
 }
 CAM_OUTPUT = "cam"  # the optional second model output: float32 [N, classes, h, w]
 
@@ -96,7 +96,8 @@ class Runtime(ABC):
         """Run any number of tiles in chunks of at most max_batch; outputs are checked.
 
         Raises ModelFault when a chunk's outputs are not finite probabilities
-        (edge.runtime.outputs): every caller (daemon, gate, edge check) gets checked outputs.
+        (edge.inference.runtime.outputs): every caller (daemon, gate, edge check) gets checked
+        outputs.
         """
         step = self.input_spec.max_batch
         outputs = [self.checked_infer(tiles[i : i + step]) for i in range(0, len(tiles), step)]

@@ -22,7 +22,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import EdgeConfig
-from edge.mqtt import Topics, configure_client
+from edge.delivery.mqtt import Topics, configure_client
 from edge.schemas import encode_payload
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,8 @@
 
 The grabber reads the source, places every frame on the strip (coil, MD; frames dropped later
 still advance the coil) and queues it (dropping the oldest when inference lags). The inference
-thread tiles each frame with `edge.tiling.tile_frame` (the tile layout is computed once per frame
+thread tiles each frame with `edge.inference.tiling.tile_frame` (the tile layout is computed once
+per frame
 size, then tiles are copied straight into the batch), runs the tiles in batches, hands the
 probabilities to the inspection (defect objects and coils, edge.defects.inspection) and its
 payloads to the sink (the publisher's non-blocking `submit`). Each loop checks its stop event at
@@ -21,15 +22,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge.config import TilingConfig
+from edge.defects.events import DefectRule
 from edge.errors import ConfigError, ModelError, ModelFault
-from edge.events import DefectRule
-from edge.framequeue import FrameQueue
-from edge.model import LoadedModel
+from edge.inference.framequeue import FrameQueue
+from edge.inference.model import LoadedModel
+from edge.inference.tiling import TilingError, tile_frame
 from edge.observe.ratelimit import RateLimitedLog
-from edge.sdnotify import Watchdog
+from edge.observe.sdnotify import Watchdog
+from edge.observe.stats import Stats
 from edge.sources.base import CameraState, Frame, FrameSource
-from edge.stats import Stats
-from edge.tiling import TilingError, tile_frame
 
 if TYPE_CHECKING:  # the daemon wires them in; the pipeline only calls them
     from edge.defects.inspection import CoilInspection, TileInspection

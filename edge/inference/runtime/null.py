@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ModelError
-from edge.runtime.base import InputSpec, Runtime
+from edge.inference.runtime.base import InputSpec, Runtime
 
 DEFAULT_PROBABILITIES = (0.0, 0.0, 0.0)
 

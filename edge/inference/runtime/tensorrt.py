@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ModelError
-from edge.manifest import INSTALL_HINT, REBUILD
-from edge.runtime.base import CAM_OUTPUT, InputSpec, Runtime
+from edge.inference.manifest import INSTALL_HINT, REBUILD
+from edge.inference.runtime.base import CAM_OUTPUT, InputSpec, Runtime
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
   present, else from `modelcard.json` in the same folder (what `convert export-onnx` leaves). A
   manifest is checked too: built for this backend, the engine file and ONNX hashes unchanged.
 - an engine `X` (backend tensorrt): `X.json` (the manifest) is required and checked against this
-  machine by `edge.manifest` (TensorRT version, GPU, ONNX hash).
+  machine by `edge.inference.manifest` (TensorRT version, GPU, ONNX hash).
 
 Either way the model must have passed its gate (`edge.inference.admission`): a manifest with
 `gate.passed: false` or a bare ONNX is refused unless `allow_ungated` (commissioning).
@@ -21,8 +21,8 @@ from pathlib import Path
 from edge.errors import ModelError
 from edge.inference.admission import Admission, admit
 from edge.inference.cpuflags import cpu_flags, int8_unsuited
-from edge.modelcard import MODELCARD_FILE, ModelCard
-from edge.runtime import Runtime, load_runtime
+from edge.inference.modelcard import MODELCARD_FILE, ModelCard
+from edge.inference.runtime import Runtime, load_runtime
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def input_mismatch(spec, card: ModelCard) -> str | None:
 
 
 def check_engine_manifest(manifest: dict, path: Path, backend: str) -> None:
-    from edge.manifest import check_manifest  # noqa: PLC0415 (edge.manifest imports us)
+    from edge.inference.manifest import check_manifest  # noqa: PLC0415 (edge.inference.manifest imports us)
 
     built_for = manifest.get("backend")
     if built_for is not None and built_for != backend:

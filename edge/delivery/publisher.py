@@ -17,8 +17,8 @@ import threading
 import time
 
 from edge.backoff import Backoff
-from edge.mqtt import MqttClient
-from edge.outbox import Outbox
+from edge.delivery.mqtt import MqttClient
+from edge.delivery.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import numpy as np
 
 from edge.config import EventsConfig, SiteConfig
 from edge.errors import ConfigError
-from edge.modelcard import ModelCard
+from edge.inference.modelcard import ModelCard
+from edge.observe.stats import utc_iso
 from edge.sources.base import Frame
-from edge.stats import utc_iso
 
 DEFECT_EVENT_SCHEMA = "steel-inspect/defect-event/v1"
 DEFECT_EVENT_V2_SCHEMA = "steel-inspect/defect-event/v2"

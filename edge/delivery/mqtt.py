@@ -33,8 +33,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge.config import MqttConfig, SiteConfig
 from edge.errors import ConfigError
+from edge.observe.stats import utc_iso
 from edge.schemas import encode_payload
-from edge.stats import utc_iso
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ModelError
-from edge.runtime.base import CAM_OUTPUT, InputSpec, Runtime
+from edge.inference.runtime.base import CAM_OUTPUT, InputSpec, Runtime
 
 log = logging.getLogger(__name__)
 

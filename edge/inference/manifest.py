@@ -138,7 +138,7 @@ def check_manifest(
     `platform` defaults to probing this machine. `onnx_path` (default: the ONNX the manifest
     names, when it still exists) must still have the hash the engine was built from.
     """
-    from edge.model import file_sha256, manifest_path  # noqa: PLC0415 (edge.model imports us)
+    from edge.inference.model import file_sha256, manifest_path  # noqa: PLC0415 (edge.inference.model imports us)
 
     engine_path = Path(engine_path)
     where = manifest_path(engine_path)
@@ -160,7 +160,7 @@ def check_manifest(
 
 
 def _check_onnx(manifest: dict, where: Path, onnx_path: Path | None) -> None:
-    from edge.model import file_sha256  # noqa: PLC0415
+    from edge.inference.model import file_sha256  # noqa: PLC0415
 
     recorded_path, recorded = manifest.get("onnx_path"), manifest.get("onnx_sha256")
     path = Path(onnx_path) if onnx_path is not None else Path(recorded_path or "")
