@@ -67,3 +67,26 @@ def defect_image_name(defect_id: int) -> str:
 
 def frame_image_name(frame_id: str) -> str:
     return f"frame-{safe_name(Path(frame_id).stem)}.jpg"
+
+
+def frame_record_name(frame_id: str) -> str:
+    """The JSON beside a whole frame: the daemon's decisions on it (see edge.archive.export)."""
+    return f"frame-{safe_name(Path(frame_id).stem)}.json"
+
+
+def move_folder(root: Path, old: str, new: str) -> int:
+    """Move the files of folder `old` into folder `new` (both under `root`) and leave `old` as a
+    relative link to `new`, so paths that name `old` (events already sent) still resolve and
+    files still written there land in `new`. Returns the files moved; OSError propagates."""
+    source, target = root / old, root / new
+    if source.is_symlink():
+        return 0
+    target.mkdir(parents=True, exist_ok=True)
+    moved = 0
+    if source.is_dir():
+        for entry in source.iterdir():
+            os.replace(entry, target / entry.name)
+            moved += 1
+        source.rmdir()
+    os.symlink(new, source, target_is_directory=True)
+    return moved

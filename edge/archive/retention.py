@@ -12,7 +12,7 @@ from edge.archive.files import TEMP_PREFIX
 
 log = logging.getLogger(__name__)
 
-ARCHIVED_SUFFIXES = (".jpg", ".png")
+ARCHIVED_SUFFIXES = (".jpg", ".png", ".json")  # .json: the record beside a whole frame
 STALE_TEMP_S = 3600.0  # temp files older than this were left by a crash
 
 
@@ -58,12 +58,16 @@ def _remove(path: Path) -> bool:
 
 
 def _remove_empty_folders(root: Path) -> None:
+    """Folders left empty, and links to folders that are gone (a late-named coil's old name)."""
     for folder, subfolders, names in os.walk(root, topdown=False):
-        if Path(folder) != root and not subfolders and not names:
+        for path in (Path(folder) / name for name in subfolders + names):
+            if path.is_symlink() and not path.exists():
+                _remove(path)
+        if Path(folder) != root:
             try:
-                os.rmdir(folder)
+                os.rmdir(folder)  # only an empty folder goes
             except OSError:
-                pass  # a file arrived meanwhile
+                pass  # not empty, or a file arrived meanwhile
 
 
 def sweep(root: Path, max_bytes: int, max_age_s: float, now: float | None = None) -> SweepResult:

@@ -10,6 +10,7 @@ state and a counter, never an exception out of the thread.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -64,7 +65,8 @@ class ArchiveWriter:
         self._lock = threading.Lock()
         self._counts = {"submitted": 0, "written": 0, "dropped_queue_full": 0,
                         "dropped_at_stop": 0, "write_errors": 0, "deleted_by_age": 0,
-                        "deleted_by_size": 0}
+                        "deleted_by_size": 0, "folders_moved": 0}
+        self._moves: list[tuple[str, str]] = []  # (old, new) coil folders, applied by the thread
         self._bytes_written = 0
         self._kept_bytes = 0
         self._state = files.OK
@@ -74,13 +76,14 @@ class ArchiveWriter:
     # --- inference side -------------------------------------------------------------------
 
     def submit(self, frame: np.ndarray, coil_folder: str, frame_id: str,
-               defects: Sequence[DefectCrop]) -> dict[int, str]:
+               defects: Sequence[DefectCrop], record: dict | None = None) -> dict[int, str]:
         """Queue the crops of `defects` (and the whole frame if configured) of one frame.
 
         Returns {defect_id: crop path relative to the archive root} for the images queued, or {}
         when the archive is off, there is nothing to archive, or the queue was full (counted).
         Never blocks. The whole frame is referenced, not copied: the caller must not write into
-        it afterwards (frames from the sources are fresh arrays).
+        it afterwards (frames from the sources are fresh arrays). With the whole frame, `record`
+        (the decisions on it) is written beside it as JSON, after the frame.
         """
         if not self.config.enabled or not defects:
             return {}
@@ -93,15 +96,26 @@ class ArchiveWriter:
             relative = f"{coil_folder}/{files.defect_image_name(defect.defect_id)}"
             images.append((relative, frame[y0:y1, x0:x1].copy()))
             paths[defect.defect_id] = relative
+        made: tuple = ()
         if self.config.whole_frame and images:
             images.append((f"{coil_folder}/{files.frame_image_name(frame_id)}", frame))
+            if record is not None:
+                made = ((f"{coil_folder}/{files.frame_record_name(frame_id)}",
+                         lambda: json.dumps(record, allow_nan=False).encode()),)
         try:
-            self._queue.put_nowait(_Job(images))
+            self._queue.put_nowait(_Job(images, made))
         except queue.Full:
-            self._count("dropped_queue_full", len(images))
+            self._count("dropped_queue_full", len(images) + len(made))
             return {}
-        self._count("submitted", len(images))
+        self._count("submitted", len(images) + len(made))
         return paths
+
+    def move_folder(self, old: str, new: str) -> None:
+        """Have the thread move coil folder `old` into `new` (a coil named after its first
+        frames); never blocks, never dropped. Images still queued for `old` land in `new`."""
+        if self.config.enabled and old != new:
+            with self._lock:
+                self._moves.append((old, new))
 
     def submit_file(self, relative: str, make: Callable[[], bytes]) -> str | None:
         """Queue a file whose bytes `make()` produces on the writer thread (a coil map: drawing
@@ -142,7 +156,8 @@ class ArchiveWriter:
         dropped = 0
         while True:
             try:
-                dropped += len(self._queue.get_nowait().images)
+                job = self._queue.get_nowait()
+                dropped += len(job.images) + len(job.made)
             except queue.Empty:
                 break
         if dropped:
@@ -159,10 +174,12 @@ class ArchiveWriter:
     def _run(self) -> None:
         while True:
             self._maybe_sweep()
+            self._apply_moves()
             try:
                 job = self._queue.get(timeout=GET_TIMEOUT_S)
             except queue.Empty:
                 if self._stop.is_set():
+                    self._apply_moves()
                     return
                 continue
             for relative, pixels in job.images:
@@ -170,7 +187,21 @@ class ArchiveWriter:
             for relative, make in job.made:
                 self._write(relative, make)
             if self._stop.is_set() and self._queue.empty():
+                self._apply_moves()
                 return
+
+    def _apply_moves(self) -> None:
+        with self._lock:
+            moves, self._moves = self._moves, []
+        for old, new in moves:
+            try:
+                moved = files.move_folder(self.root, old, new)
+            except OSError as exc:
+                self._failed(f"{old} -> {new}", files.disk_state(exc), f"{exc.strerror or exc}")
+                continue
+            self._count("folders_moved", 1)
+            log.info("archive: coil folder %s is now %s (%d files moved, the old name links to "
+                     "it)", old, new, moved)
 
     def _jpeg(self, pixels: np.ndarray) -> bytes:
         ok, encoded = cv2.imencode(".jpg", pixels,

@@ -167,6 +167,8 @@ class CoilInspection:
         if self.ledger.open is not None and self.ledger.open.coil_key != placement.coil_key:
             reports.append(("coils", self._close("tracking")))
         self.ledger.frame(placement, frame_end)
+        if self.archive is not None:  # a coil named only now: its images follow the name
+            self.archive.follow(placement.coil_id, placement.started)
         if self._builder_key != placement.coil_key:
             self._builder = DefectBuilder(self.classes, self.config.geometry, frame.image.shape[1])
             self._builder_key = placement.coil_key

@@ -1,0 +1,196 @@
+"""Archived whole frames -> a Severstal-format folder (`edge archive export`).
+
+With `archive.whole_frame` on, the writer keeps each defect frame as `frame-<id>.jpg` and, beside
+it, `frame-<id>.json` (`edge.archive.coils.frame_record`): the defects the daemon decided on,
+with their class ids (the model card's project ids) and `box_px`. The export copies the JPEGs as
+they are to `OUT/train_images/` and writes `OUT/train.csv` (`ImageId,ClassId,EncodedPixels`)
+with one row per frame and class: the union of that class's boxes as Kaggle RLE (column-major,
+1-based). `train check-data` and `train fit` read the folder with the default identity class
+map, so an ML engineer can review and relabel the model's own decisions and train on them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge.archive.coils import FRAME_RECORD_SCHEMA
+from edge.archive.files import safe_name, write_atomic
+from edge.errors import DataError
+
+IMAGES_DIR = "train_images"  # the layout train.data.folder reads
+CSV_NAME = "train.csv"
+CSV_HEADER = ("ImageId", "ClassId", "EncodedPixels")
+_COIL_FOLDER = re.compile(r"^(?P<coil>.+)_(?P<stamp>\d{8}T\d{6}Z)$")
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class ArchivedFrame:
+    folder: str
+    image: Path
+    record: dict
+
+    @property
+    def image_id(self) -> str:
+        """Unique over the archive: coil folder + frame file name."""
+        return f"{self.folder}_{self.image.name}"
+
+
+@dataclass
+class ExportSummary:
+    frames: int = 0
+    rows: int = 0
+    boxes_by_class: dict[int, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # one reason per frame left out
+
+
+def parse_since(text: str) -> datetime:
+    """An ISO date or date-time (`2026-12-01`, `2026-12-01T06:00`, `...Z`); naive means UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise DataError(f"--since '{text}': not an ISO date or date-time "
+                        "(e.g. 2026-12-01 or 2026-12-01T06:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def coil_folders(root: Path, coil_id: str | None = None) -> list[Path]:
+    """The coil folders under the archive root (of one coil id when given), oldest first.
+
+    Links (the old name of a coil named late, see edge.archive.coils) are not followed: their
+    files are in the folder they point to.
+    """
+    if not root.is_dir():
+        raise DataError(f"archive {root}: folder not found (archive.path, or `archive` beside "
+                        "outbox.path)")
+    wanted = safe_name(coil_id) if coil_id is not None else None
+    found = []
+    for path in root.iterdir():
+        match = _COIL_FOLDER.match(path.name)
+        if match is None or path.is_symlink() or not path.is_dir():
+            continue
+        if wanted is None or match["coil"] == wanted:
+            found.append((match["stamp"], path.name, path))
+    return [path for _, _, path in sorted(found)]
+
+
+def archived_frames(folders: list[Path], since: datetime | None = None,
+                    skipped: list[str] | None = None) -> list[ArchivedFrame]:
+    """The whole frames with their records in `folders`, acquired at or after `since`.
+
+    A record that cannot be read, or whose frame image is gone (retention), is left out with its
+    reason in `skipped`.
+    """
+    skipped = skipped if skipped is not None else []
+    frames = []
+    for folder in folders:
+        for record_path in sorted(folder.glob("frame-*.json")):
+            record = _read_record(record_path, skipped)
+            if record is None:
+                continue
+            image = record_path.with_suffix(".jpg")
+            if not image.is_file():
+                skipped.append(f"{image}: frame image missing (deleted by retention?)")
+                continue
+            if since is not None and _timestamp(record["ts"]) < since:
+                continue
+            frames.append(ArchivedFrame(folder.name, image, record))
+    return frames
+
+
+def _read_record(path: Path, skipped: list[str]) -> dict | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        skipped.append(f"{path}: unreadable ({exc})")
+        return None
+    problem = _record_problem(record)
+    if problem:
+        skipped.append(f"{path}: {problem}")
+        return None
+    return record
+
+
+def _record_problem(record) -> str | None:
+    if not isinstance(record, dict) or record.get("schema") != FRAME_RECORD_SCHEMA:
+        return f"not a {FRAME_RECORD_SCHEMA} record"
+    try:
+        _timestamp(record["ts"])
+        width, height = int(record["width"]), int(record["height"])
+        for defect in record["defects"]:
+            x, y, w, h = (int(v) for v in defect["box_px"])
+            if int(defect["class_id"]) < 1 or w < 0 or h < 0 or x < 0 or y < 0 \
+                    or x + w > width or y + h > height:
+                return f"defect {defect.get('defect_id')}: box {defect['box_px']} or class " \
+                       f"{defect['class_id']} outside the {width}x{height} frame"
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"malformed record ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def boxes_rle(boxes: list[Box], height: int) -> str:
+    """Kaggle RLE of the union of boxes (x, y, w, h) in an image `height` pixels high.
+
+    Pixel (y, x) is number x * height + y + 1; each box gives one run per column it covers, and
+    overlapping or touching runs are merged, so the runs are sorted and disjoint.
+    """
+    spans = sorted((x * height + by, x * height + by + bh)
+                   for bx, by, bw, bh in boxes if bw > 0 and bh > 0
+                   for x in range(bx, bx + bw))
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return " ".join(f"{start + 1} {end - start}" for start, end in merged)
+
+
+def csv_rows(frames: list[ArchivedFrame]) -> list[tuple[str, int, str]]:
+    """(ImageId, ClassId, EncodedPixels) per frame and class with at least one box."""
+    rows = []
+    for frame in frames:
+        by_class: dict[int, list[Box]] = {}
+        for defect in frame.record["defects"]:
+            box = tuple(int(v) for v in defect["box_px"])
+            by_class.setdefault(int(defect["class_id"]), []).append(box)
+        for class_id in sorted(by_class):
+            rle = boxes_rle(by_class[class_id], int(frame.record["height"]))
+            if rle:
+                rows.append((frame.image_id, class_id, rle))
+    return rows
+
+
+def write_folder(frames: list[ArchivedFrame], out: Path) -> ExportSummary:
+    """Copy the frames into OUT/train_images/ and write OUT/train.csv (last, atomically)."""
+    if (out / CSV_NAME).exists() or (out / IMAGES_DIR).exists():
+        raise DataError(f"--out {out}: already holds {IMAGES_DIR}/ or {CSV_NAME}; "
+                        "export into a new folder")
+    images = out / IMAGES_DIR
+    images.mkdir(parents=True)
+    summary = ExportSummary(frames=len(frames))
+    for frame in frames:
+        shutil.copyfile(frame.image, images / frame.image_id)
+        for defect in frame.record["defects"]:
+            class_id = int(defect["class_id"])
+            summary.boxes_by_class[class_id] = summary.boxes_by_class.get(class_id, 0) + 1
+    rows = csv_rows(frames)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    writer.writerows(rows)
+    write_atomic(out / CSV_NAME, text.getvalue().encode())
+    summary.rows = len(rows)
+    return summary
