@@ -56,15 +56,11 @@ def cell_edges(start: int, size: int, cells: int) -> np.ndarray:
     return start + _offsets(int(size), int(cells))
 
 
-def _selected_cells(box: Sequence[int], cam: np.ndarray, level: float) -> np.ndarray:
-    """[k, 4] rectangles x0, y0, x1, y1 of the cells of one tile reaching `level`."""
-    if cam.ndim != 2 or cam.size == 0:
-        raise ValueError(f"cam map must be 2-D [h, w], got shape {cam.shape}")
-    x, y, w, h = (int(v) for v in box)
-    rows, cols = np.nonzero(cam >= level)  # NaN cells never reach any level
-    xs = cell_edges(x, w, cam.shape[1])
-    ys = cell_edges(y, h, cam.shape[0])
-    return np.stack([xs[cols], ys[rows], xs[cols + 1], ys[rows + 1]], axis=1)
+def _tile_edges(starts: np.ndarray, sizes: np.ndarray, cells: int) -> np.ndarray:
+    """[n, cells + 1] cell edges of n tiles along one axis (`cell_edges` of each, at once)."""
+    if (sizes == sizes[0]).all():  # the usual case: one tile size, its offsets cached
+        return starts[:, None] + _offsets(int(sizes[0]), cells)[None, :]
+    return np.stack([cell_edges(s, z, cells) for s, z in zip(starts, sizes, strict=True)])
 
 
 def union_area(rects: np.ndarray) -> int:
@@ -75,59 +71,87 @@ def union_area(rects: np.ndarray) -> int:
     ys = np.unique(rects[:, [1, 3]])
     j0, j1 = np.searchsorted(xs, rects[:, 0]), np.searchsorted(xs, rects[:, 2])
     i0, i1 = np.searchsorted(ys, rects[:, 1]), np.searchsorted(ys, rects[:, 3])
-    corners = np.zeros((len(ys), len(xs)), dtype=np.int32)  # 2-D difference array
-    np.add.at(corners, (i0, j0), 1)
-    np.add.at(corners, (i0, j1), -1)
-    np.add.at(corners, (i1, j0), -1)
-    np.add.at(corners, (i1, j1), 1)
-    covered = corners.cumsum(axis=0).cumsum(axis=1)[:-1, :-1] > 0
+    return _grid_area(xs, ys, i0, i1, j0, j1)
+
+
+def _grid_area(xs: np.ndarray, ys: np.ndarray, i0, i1, j0, j1) -> int:
+    """Area covered by rectangles given as index ranges [i0, i1) x [j0, j1) into the sorted
+    grid edges ys x xs."""
+    # 2-D difference array: +1 at each rectangle's top-left and bottom-right grid corner, -1 at
+    # the other two, in one bincount (np.add.at costs several times more on small arrays)
+    width = len(xs)
+    corners = np.concatenate([i0 * width + j0, i1 * width + j1, i0 * width + j1, i1 * width + j0])
+    signs = np.repeat(np.array([1, 1, -1, -1], dtype=np.int64), len(i0))
+    counts = np.bincount(corners, weights=signs, minlength=len(ys) * width)
+    covered = counts.reshape(len(ys), width).cumsum(axis=0).cumsum(axis=1)[:-1, :-1] > 0.5
     return int((np.outer(np.diff(ys), np.diff(xs)) * covered).sum())
 
 
-def _overlap(tile_boxes: Sequence[Sequence[int]]) -> bool:
-    """Whether any two tile boxes share pixels (then cell areas must not simply be summed)."""
-    boxes = np.asarray(tile_boxes, dtype=np.int64).reshape(-1, 4)
+def _cells_area(selected: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> int:
+    """Area of the union of the selected cells [n, h, w] of tiles whose cell edges are xs
+    [n, w + 1] and ys [n, h + 1] (tiles may overlap): on the grid of all the tiles' edges."""
+    grid_x, grid_y = np.unique(xs), np.unique(ys)
+    jx, iy = np.searchsorted(grid_x, xs), np.searchsorted(grid_y, ys)
+    tile, row, col = np.nonzero(selected)
+    return _grid_area(grid_x, grid_y, iy[tile, row], iy[tile, row + 1], jx[tile, col],
+                      jx[tile, col + 1])
+
+
+def _overlap(boxes: np.ndarray) -> bool:
+    """Whether any two tile boxes [n, 4] share pixels (then cell areas must not simply be
+    summed). A sweep over x: a defect's tiles lie on the tiling grid, so each meets few others."""
     if len(boxes) < 2:
         return False
-    x0, y0 = boxes[:, 0], boxes[:, 1]
-    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
-    apart_x = (x1[:, None] <= x0[None, :]) | (x1[None, :] <= x0[:, None])
-    apart_y = (y1[:, None] <= y0[None, :]) | (y1[None, :] <= y0[:, None])
-    together = ~(apart_x | apart_y)
-    np.fill_diagonal(together, False)
-    return bool(together.any())
+    spans = sorted(zip(boxes[:, 0].tolist(), (boxes[:, 0] + boxes[:, 2]).tolist(),
+                       boxes[:, 1].tolist(), (boxes[:, 1] + boxes[:, 3]).tolist(), strict=True))
+    for i, (_, x1, y0, y1) in enumerate(spans):
+        for u0, _, v0, v1 in spans[i + 1:]:
+            if u0 >= x1:
+                break
+            if v0 < y1 and y0 < v1:
+                return True
+    return False
 
 
 def localise(
-    tile_boxes: Sequence[Sequence[int]], cams: Sequence[np.ndarray], threshold: float,
-    peak_fraction: float = PEAK_FRACTION,
+    tile_boxes: Sequence[Sequence[int]] | np.ndarray, cams: Sequence[np.ndarray] | np.ndarray,
+    threshold: float, peak_fraction: float = PEAK_FRACTION,
 ) -> Localised | None:
     """The tight box of one defect of one class.
 
     `tile_boxes[i]` is the (x, y, w, h) frame box of the defect's i-th tile and `cams[i]` that
-    tile's CAM for the defect's class (float32 [h, w] logits); `threshold` is the class's
-    probability threshold as applied. None when no cell reaches the level (the caller keeps the
-    tile box).
+    tile's CAM for the defect's class (float32 [h, w] logits; an [n, h, w] array is taken as it
+    is); `threshold` is the class's probability threshold as applied. None when no cell reaches
+    the level (the caller keeps the tile box). All tiles are handled at once (no loop per tile:
+    this runs for every defect of every frame).
     """
     if len(tile_boxes) != len(cams):
         raise ValueError(f"{len(tile_boxes)} tile boxes but {len(cams)} cam maps")
-    maps = [np.asarray(cam) for cam in cams]
-    if not maps:
+    if len(cams) == 0:
         return None
+    maps = np.asarray(cams, dtype=np.float32)
+    if maps.ndim != 3 or maps.shape[1] == 0 or maps.shape[2] == 0:
+        raise ValueError(f"cam map must be 2-D [h, w], got shape {maps.shape[1:]}")
     base = cam_level(threshold)
-    peak = max(float(np.nanmax(m)) if not np.isnan(m).all() else -np.inf for m in maps)
+    peak = float(maps.max())
+    if peak != peak:  # NaN cells never reach any level
+        peak = float(np.nanmax(maps)) if not np.isnan(maps).all() else -np.inf
     if not peak >= base:
         return None
-    level = base + peak_fraction * (peak - base)
-    parts = [_selected_cells(box, m, level) for box, m in zip(tile_boxes, maps, strict=True)]
-    rects = np.concatenate(parts) if parts else np.zeros((0, 4), dtype=np.int64)
-    if len(rects) == 0:
+    selected = maps >= base + peak_fraction * (peak - base)  # [n, h, w]
+    rows, cols = selected.any(axis=2), selected.any(axis=1)  # [n, h], [n, w]
+    if not rows.any():
         return None
-    x0, y0 = rects[:, 0].min(), rects[:, 1].min()
-    x1, y1 = rects[:, 2].max(), rects[:, 3].max()
+    boxes = np.asarray(tile_boxes, dtype=np.int64).reshape(-1, 4)
+    xs = _tile_edges(boxes[:, 0], boxes[:, 2], maps.shape[2])  # [n, w + 1]
+    ys = _tile_edges(boxes[:, 1], boxes[:, 3], maps.shape[1])  # [n, h + 1]
+    x0, x1 = xs[:, :-1][cols].min(), xs[:, 1:][cols].max()
+    y0, y1 = ys[:, :-1][rows].min(), ys[:, 1:][rows].max()
     box = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
-    if _overlap(tile_boxes):
-        area = union_area(rects)
-    else:  # cells of one tile never overlap
-        area = int(((rects[:, 2] - rects[:, 0]) * (rects[:, 3] - rects[:, 1])).sum())
-    return Localised(box_px=box, area_px=area, cells=len(rects))
+    cells = int(selected.sum())
+    if _overlap(boxes):
+        area = _cells_area(selected, xs, ys)
+    else:  # cells of one tile never overlap: sum of (cell height x cell width) over selected
+        heights, widths = ys[:, 1:] - ys[:, :-1], xs[:, 1:] - xs[:, :-1]
+        area = int(np.einsum("nhw,nh,nw->", selected, heights, widths))
+    return Localised(box_px=box, area_px=area, cells=cells)

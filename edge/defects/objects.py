@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.config import GeometryConfig
+from edge.defects.localise import union_area
 from edge.defects.position import Placement
 
 Box = tuple[int, int, int, int]  # x, y, width, height in frame pixels
@@ -83,10 +84,11 @@ class DefectBuilder:
         defect_id = self._id_for(c, x0, x1, y0 == rows[0], previous_edges)
         if y1 == rows[1]:
             self._edges.append(_Edge(c, defect_id, x0, x1))
-        box, area_px = (x0, y0, x1 - x0, y1 - y0), _union_area(tile_boxes)
         refined = refine(c, tiles) if refine is not None else None
         if refined is not None:
             box, area_px = refined
+        else:
+            box, area_px = (x0, y0, x1 - x0, y1 - y0), _union_area(tile_boxes)
         g = self.geometry
         return {
             "defect_id": defect_id,
@@ -148,14 +150,6 @@ def _components(boxes: np.ndarray, tiles: list[int]) -> list[list[int]]:
 
 
 def _union_area(boxes: np.ndarray) -> int:
-    """Pixels covered by the union of boxes (exact, on the grid of their edges)."""
-    xs = np.unique(np.concatenate([boxes[:, 0], boxes[:, 0] + boxes[:, 2]]))
-    ys = np.unique(np.concatenate([boxes[:, 1], boxes[:, 1] + boxes[:, 3]]))
-    area = 0
-    for xa, xb in zip(xs[:-1], xs[1:], strict=True):
-        for ya, yb in zip(ys[:-1], ys[1:], strict=True):
-            inside = ((boxes[:, 0] <= xa) & (boxes[:, 0] + boxes[:, 2] >= xb)
-                      & (boxes[:, 1] <= ya) & (boxes[:, 1] + boxes[:, 3] >= yb))
-            if inside.any():
-                area += int((xb - xa) * (yb - ya))
-    return area
+    """Pixels covered by the union of boxes (x, y, w, h), exact."""
+    boxes = np.asarray(boxes, dtype=np.int64)
+    return union_area(np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1))
