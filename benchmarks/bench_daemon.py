@@ -8,9 +8,12 @@ so what is
 timed is the daemon itself: tiling and batching, thresholds, event building, JSON, the SQLite
 outbox (appends synced to disk) and QoS 1 publishing to a real mosquitto started on a free
 loopback port. Three cases: no defects (no events), one class on every tile (one event of 7
-defects per frame) and all three classes on every tile (21 defects per frame).
+defects per frame) and all three classes on every tile (21 defects per frame); the two defect
+cases also "+ CAM": the runtime then has a `cam` output (8x8 maps per class, varied cells whose
+mean is the tile's logit), so each defect's box comes from `edge.defects.localise` (the CAM
+refine), and the difference to the case without it is the localisation's cost, side by side.
 
-Three tables:
+Four tables:
 - stages: each step alone in one thread, CPU microseconds per frame (the outbox step stores the
   events of 5 frames per transaction, what one publisher turn holds at 1000 frames/s, and
   removes the previous ones; its JSON encoding is shown apart);
@@ -19,7 +22,9 @@ Three tables:
   acknowledged the last event; the median of --repeat runs (cases interleaved). CPU ms per frame
   counts every thread of this process; the broker's CPU is shown apart. The process is pinned to
   one CPU (the broker is not) unless --no-pin;
-- the daemon's CPU per frame by thread (from /proc/self/task).
+- the daemon's CPU per frame by thread (from /proc/self/task);
+- localisation, one thread: CPU microseconds per frame of the defect builder (events v2) with and
+  without the CAM refine, and the difference.
 
 --profile runs the daemon cases under cProfile (every thread) and prints the top functions.
 """
@@ -40,6 +45,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -48,11 +54,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fixtur
 from edge.config import parse_config  # noqa: E402
 from edge.daemon import Daemon  # noqa: E402
 from edge.defects.events import DefectRule, EventBuilder, model_info  # noqa: E402
+from edge.defects.inspection import CoilInspection  # noqa: E402
+from edge.defects.objects import ClassCuts, DefectBuilder  # noqa: E402
+from edge.defects.position import Placement  # noqa: E402
 from edge.delivery.outbox import Outbox  # noqa: E402
 from edge.inference.model import LoadedModel  # noqa: E402
 from edge.inference.modelcard import ClassInfo, ModelCard  # noqa: E402
 from edge.inference.pipeline import FrameProcessor  # noqa: E402
 from edge.inference.runtime import load_runtime  # noqa: E402
+from edge.inference.runtime.null import NullRuntime  # noqa: E402
 from edge.inference.tiling import tile_frame  # noqa: E402
 from edge.observe.sdnotify import SdNotifier  # noqa: E402
 from edge.sources.base import CameraState, Frame, FrameSource  # noqa: E402
@@ -60,11 +70,14 @@ from tests.fixtures.broker import Broker  # noqa: E402
 
 WIDTH, HEIGHT = 1600, 256
 CLASS_NAMES = ("rolled-in scale", "scratches", "rolling films")
-CASES = {
-    "no defects": (0.1, 0.2, 0.3),
-    "1 class x 7 tiles": (0.9, 0.2, 0.3),
-    "3 classes x 7 tiles": (0.9, 0.8, 0.7),
+CASES = {  # name -> (probabilities per class, whether the runtime has a cam output)
+    "no defects": ((0.1, 0.2, 0.3), False),
+    "1 class x 7 tiles": ((0.9, 0.2, 0.3), False),
+    "1 class x 7 tiles + CAM": ((0.9, 0.2, 0.3), True),
+    "3 classes x 7 tiles": ((0.9, 0.8, 0.7), False),
+    "3 classes x 7 tiles + CAM": ((0.9, 0.8, 0.7), True),
 }
+CAM_SHAPE = (8, 8)
 FRAMES_PER_TURN = 5
 THREAD_ROLES = ("grabber", "inference", "publisher", "mqtt", "MainThread")
 
@@ -108,18 +121,45 @@ class MemorySource(FrameSource):
         self._state = CameraState.STOPPED
 
 
+class VariedCamRuntime(NullRuntime):
+    """The null runtime with CAMs like a trained model's: per tile and class a pool of 8x8 maps
+    of varied cells (a blob over noise) whose mean is the class's logit, so the sigmoid of the
+    mean is the probability as with a real model; the localisation then selects some cells."""
+
+    def __init__(self, probabilities, max_batch: int, pool: int = 16) -> None:
+        super().__init__("null", probabilities, max_batch=max_batch, cam=CAM_SHAPE)
+        rng = np.random.default_rng(1)
+        row = np.clip(np.asarray(probabilities, np.float64), 1e-7, 1 - 1e-7)
+        logits = np.log(row / (1 - row))
+        maps = rng.normal(0.0, 1.0, (pool, len(row), *CAM_SHAPE))
+        rows, cols = np.mgrid[: CAM_SHAPE[0], : CAM_SHAPE[1]]
+        for i in range(pool):
+            cy, cx = rng.uniform(0, CAM_SHAPE[0], 2)
+            maps[i] += 6.0 * np.exp(-((rows - cy) ** 2 + (cols - cx) ** 2) / 4.0)
+        maps += logits[None, :, None, None] - maps.mean(axis=(2, 3), keepdims=True)
+        self._maps = maps.astype(np.float32)
+        self._next = 0
+
+    def infer_with_cam(self, batch: np.ndarray):
+        probabilities = self.infer(batch)
+        picks = (self._next + np.arange(len(batch))) % len(self._maps)
+        self._next = int(picks[-1]) + 1
+        return probabilities, self._maps[picks]
+
+
 def frame_pool(count: int = 8) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [rng.integers(0, 256, (HEIGHT, WIDTH), dtype=np.uint8) for _ in range(count)]
 
 
-def null_model(probabilities) -> LoadedModel:
+def null_model(probabilities, cam: bool = False) -> LoadedModel:
     card = ModelCard(
         name="null", arch="null", version="bench", created=dt.datetime.now(dt.UTC).isoformat(),
         classes=[ClassInfo(id=i + 1, name=n) for i, n in enumerate(CLASS_NAMES)],
         thresholds=[0.5, 0.5, 0.5],
     )
-    runtime = load_runtime("null", Path("null"), probabilities=probabilities, max_batch=8)
+    runtime = (VariedCamRuntime(probabilities, max_batch=8) if cam else
+               load_runtime("null", Path("null"), probabilities=probabilities, max_batch=8))
     return LoadedModel(runtime=runtime, card=card, path=Path("null"), sha256="0" * 64,
                        manifest=None)
 
@@ -133,6 +173,9 @@ def daemon_config(workdir: Path, host: str = "127.0.0.1", port: int = 1883):
                  "max_inflight": 100, "flush_timeout": 30.0},
         "outbox": {"path": str(workdir / "outbox.sqlite")},
         "pipeline": {"frame_queue": 16},
+        # the image archive's JPEG thread is not on the inspection path and its cost depends on
+        # the disk; off, so these figures stay comparable with those before it existed
+        "archive": {"enabled": False},
         "logging": {"level": "WARNING"},
     })
 
@@ -181,6 +224,36 @@ def time_stages(probabilities, workdir: Path, frames: int) -> dict[str, float]:
     return times
 
 
+def time_localisation(probabilities, workdir: Path, frames: int) -> tuple[float, float]:
+    """CPU microseconds per frame of the defect builder without and with the CAM refine (the
+    daemon's own `CoilInspection._refine`), on the same tiles, probabilities and CAMs."""
+    config = daemon_config(workdir)
+    model = null_model(probabilities, cam=True)
+    rule = DefectRule(model.card, config.events)
+    runtime = model.runtime
+    pool = frame_pool()
+    processor = FrameProcessor(model, rule, config.tiling)
+    boxes = tile_frame(pool[0], tile=processor.tile, stride=processor.stride).boxes
+    batch = np.zeros((len(boxes), *runtime.input_spec.tile_shape), np.uint8)
+    outputs = [runtime.infer_with_cam(batch) for _ in range(8)]  # varied CAMs, as in the daemon
+    classes = ClassCuts(rule.class_ids, rule.class_names, rule.cuts)
+    inspection = SimpleNamespace(classes=classes)  # all the daemon's refine reads of it
+    builder = DefectBuilder(classes, config.geometry, WIDTH)
+    clock = time.thread_time
+    totals = [0.0, 0.0]
+    for i in range(frames):
+        probs, cam = outputs[i % len(outputs)]
+        placement = Placement(1, "C", i, 0.0, "none", 0.0)
+        t0 = clock()
+        builder.build(probs, boxes, placement)
+        t1 = clock()
+        builder.build(probs, boxes, placement, CoilInspection._refine(inspection, boxes, cam))
+        t2 = clock()
+        totals[0] += t1 - t0
+        totals[1] += t2 - t1
+    return totals[0] / frames * 1e6, totals[1] / frames * 1e6
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -205,10 +278,11 @@ def thread_cpu_seconds() -> dict[str, float]:
     return seconds
 
 
-def run_daemon(probabilities, workdir: Path, broker: Broker, frames: int) -> dict:
+def run_daemon(case, workdir: Path, broker: Broker, frames: int) -> dict:
+    probabilities, cam = case
     source = MemorySource(frames, frame_pool())
     config = daemon_config(workdir, broker.host, broker.port)
-    daemon = Daemon(config, model=null_model(probabilities), source=source,
+    daemon = Daemon(config, model=null_model(probabilities, cam), source=source,
                     notifier=SdNotifier(""), lossless=True)
     daemon.start()
     try:
@@ -301,10 +375,17 @@ def measure(args, cases: list[str], workdir: Path) -> tuple[list, dict[str, dict
         if not args.no_pin:
             os.sched_setaffinity(0, {args.cpu})  # threads started later inherit it
         stage_rows = [
-            [name, *(f"{v:.0f}" for v in time_stages(CASES[name], workdir,
+            [name, *(f"{v:.0f}" for v in time_stages(CASES[name][0], workdir,
                                                       min(args.frames, 2000)).values())]
-            for name in cases
+            for name in cases if not CASES[name][1]
         ]
+        localise_rows = []
+        for name in cases:
+            if CASES[name][1]:
+                plain, refined = time_localisation(CASES[name][0], workdir,
+                                                   min(args.frames, 2000))
+                localise_rows.append([name, f"{plain:.0f}", f"{refined:.0f}",
+                                      f"{refined - plain:.0f}"])
         runs: dict[str, list[dict]] = {name: [] for name in cases}
         call = profiled if args.profile else (lambda function, *a: function(*a))
         for attempt in range(args.repeat):  # cases interleaved, so a load burst hits all alike
@@ -313,7 +394,7 @@ def measure(args, cases: list[str], workdir: Path) -> tuple[list, dict[str, dict
                 runs[name].append(call(run_daemon, CASES[name], folder, broker, args.frames))
     finally:
         broker.stop()
-    return stage_rows, {name: median_run(r) for name, r in runs.items()}
+    return stage_rows, localise_rows, {name: median_run(r) for name, r in runs.items()}
 
 
 def main() -> None:
@@ -330,7 +411,7 @@ def main() -> None:
     args = parser.parse_args()
     cases = [c.strip() for c in args.cases.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
-        stage_rows, results = measure(args, cases, Path(tmp))
+        stage_rows, localise_rows, results = measure(args, cases, Path(tmp))
     pin = "not pinned" if args.no_pin else f"pinned to CPU {args.cpu}"
     print(f"daemon overhead: {WIDTH}x{HEIGHT} Mono8 frames, null runtime, mosquitto on loopback, "
           f"{pin}; {os.cpu_count()} CPU cores, {platform.machine()}, "
@@ -348,6 +429,10 @@ def main() -> None:
     print_table(["case", *THREAD_ROLES],
                 [[name, *(f"{r['threads'].get(t, 0.0):.3f}" for t in THREAD_ROLES)]
                  for name, r in results.items()])
+    if localise_rows:
+        print("\nlocalisation, one thread: CPU us per frame of the defect builder (events v2) "
+              "without and with the CAM refine")
+        print_table(["case", "tile boxes", "CAM boxes", "CAM refine"], localise_rows)
 
 
 if __name__ == "__main__":

@@ -21,15 +21,17 @@ import numpy as np
 from edge.defects.localise import localise
 from edge.inference.modelcard import MODELCARD_FILE, ModelCard
 from edge.inference.runtime import load_runtime
+from edge.inference.tiling import tile_frame
 from train.localisation import measure
 
 TIMING_REPEATS = 2000
 
 
 def localise_cost_us(tiles_per_defect: int, rng) -> float:
-    """Median microseconds of one localise call on a defect of that many 8x8 maps."""
-    boxes = [(256 * i, 0, 256, 256) for i in range(tiles_per_defect)]
-    cams = [rng.normal(0, 3, (8, 8)).astype(np.float32) for _ in boxes]
+    """Median microseconds of one localise call on a defect of the first that many tiles of a
+    1600x256 frame as the daemon tiles it (all 7: the last tile overlaps its neighbour)."""
+    boxes = tile_frame(np.zeros((256, 1600), np.uint8), 256).boxes[:tiles_per_defect]
+    cams = rng.normal(0, 3, (len(boxes), 8, 8)).astype(np.float32)
     times = []
     for _ in range(TIMING_REPEATS):
         started = time.perf_counter()
