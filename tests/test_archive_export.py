@@ -134,6 +134,9 @@ def test_export_of_a_replayed_run_passes_check_data_with_the_events_boxes(
     assert code == 0, capsys.readouterr().err
     assert f"exported {len(events)} frames" in capsys.readouterr().out
 
+    with capsys.disabled():
+        print(f"\narchive export of the replay: {len(events)} frames, "
+              f"{sum(len(e['defects']) for e in events)} defects")
     assert train_main(["check-data", "--data", str(out)]) == 0
     assert "ok: the folder is usable" in capsys.readouterr().out
     rows = list(csv.DictReader((out / "train.csv").read_text().splitlines()))
