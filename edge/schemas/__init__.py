@@ -12,6 +12,7 @@ SCHEMA_FILES = {
     "stats": "stats-v1.json",
     "status": "status-v1.json",
     "latest-frame": "latest-frame-v1.json",  # a file in the archive, not an MQTT payload
+    "archive-frame": "archive-frame-v1.json",  # the record beside an archived whole frame
 }
 
 
