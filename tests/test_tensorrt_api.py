@@ -4,9 +4,9 @@ The `tensorrt` extension of each pinned wheel is imported in a subprocess over s
 libnvinfer/libnvonnxparser shared objects built here with the C compiler: their entry points
 return NULL, which is enough for pybind11 to register every class, method, property and enum.
 Every TensorRT attribute that convert/tensorrt/ and edge/inference/runtime/tensorrt.py use is found
-by an `ast` scan (a new use cannot escape) and must exist in every supported version; only uses guarded
-by hasattr/getattr may be missing somewhere; and the first unsupported major must really lack what
-the `<11` cap protects against. Wheels are cached in /.test-cache/ (ignored by git).
+by an `ast` scan (a new use cannot escape) and must exist in every supported version; only uses
+guarded by hasattr/getattr may be missing somewhere; and the first unsupported major must really
+lack what the `<11` cap protects against. Wheels are cached in /.test-cache/ (ignored by git).
 """
 
 from __future__ import annotations
