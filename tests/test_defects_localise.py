@@ -93,6 +93,18 @@ def test_union_area_matches_a_raster():
     assert union_area(rects) == raster.sum()
 
 
+def test_union_area_of_one_row_matches_a_raster():
+    """Tiles of one frame row (the fast path): overlapping, nested, touching and apart."""
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        x0 = rng.integers(0, 80, 6)
+        rects = np.stack([x0, np.full(6, 10), x0 + rng.integers(1, 40, 6), np.full(6, 30)], 1)
+        raster = np.zeros((100, 130), bool)
+        for a, b, c, d in rects:
+            raster[b:d, a:c] = True
+        assert union_area(rects) == raster.sum()
+
+
 def test_cells_far_below_the_peak_are_left_out():
     cam = cam_with([(1, 1)], value=10.0)
     cam[1, 2] = 3.0  # over the threshold's logit (0) but under 0.4 of the way to the peak
