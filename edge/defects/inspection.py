@@ -60,14 +60,15 @@ class TileInspection:
 
 class CoilInspection:
     def __init__(self, config: EdgeConfig, rule: DefectRule, model: dict,
-                 locator: StripLocator, archive: CoilArchive | None = None) -> None:
+                 locator: StripLocator, archive: CoilArchive | None = None,
+                 paused_frames: dict[int, int] | None = None) -> None:
         self.config = config
         self.archive = archive
         self.model = dict(model)
         self.locator = locator
         self.classes = ClassCuts(rule.class_ids, rule.class_names, rule.cuts)
         self.ledger = CoilLedger(config.site, config.geometry, rule.class_names, model,
-                                 locator.frames_in)
+                                 locator.frames_in, paused_frames)
         self._builder: DefectBuilder | None = None
         self._builder_key: int | None = None
         self._next_state = 0.0
