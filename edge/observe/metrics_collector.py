@@ -115,6 +115,7 @@ class DaemonCollector:
                                    "acquired, not inspected)", labels=names)
         paused.add_metric(values, 1 if daemon.pause.active else 0)
         yield paused
+        yield from self._sparkplug(daemon, names, values)
         for kind, state in (("camera", str(daemon.source.state)),
                             ("broker", daemon.mqtt.state),
                             ("tracking", getattr(daemon, "tracking_state", None))):
@@ -141,3 +142,18 @@ class DaemonCollector:
                                        "position on the current coil", labels=names)
             family.add_metric(values, coil.position_m)
             yield family
+
+    @staticmethod
+    def _sparkplug(daemon, names, values):
+        node = getattr(daemon.plant, "sparkplug", None)
+        if node is None:
+            return
+        held = GaugeMetricFamily(f"{PREFIX}_sparkplug_held",
+                                 "DDATA held while the primary host is offline", labels=names)
+        held.add_metric(values, len(node.held))
+        yield held
+        dropped = CounterMetricFamily(f"{PREFIX}_sparkplug_held_dropped",
+                                      "held DDATA dropped, oldest first, past sparkplug.hold_max",
+                                      labels=names)
+        dropped.add_metric(values, node.held.dropped)
+        yield dropped
