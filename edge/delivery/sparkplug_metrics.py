@@ -34,15 +34,12 @@ def device_metrics(class_names: list[str], first_alias: int) -> list[MetricSpec]
         ("Frames/Processed", DataType.UInt64),
         ("Frames/Dropped", DataType.UInt64),
         ("Frames/Failed", DataType.UInt64),
-        ("Frames/Paused", DataType.UInt64),
-        ("Inspection/Paused", DataType.Boolean),
         ("Frames/FPS", DataType.Double),
         ("Inference/P50 ms", DataType.Double),
         ("Inference/P99 ms", DataType.Double),
         ("Events/Total", DataType.UInt64),
         ("Outbox/Depth", DataType.UInt64),
         ("Outbox/Dropped", DataType.UInt64),
-        ("Outbox/Oldest Age s", DataType.Double),
         ("Coil/Id", DataType.String),
         ("Coil/Position m", DataType.Double),
         ("Last Defect/Class", DataType.String),
@@ -51,6 +48,10 @@ def device_metrics(class_names: list[str], first_alias: int) -> list[MetricSpec]
         ("Last Defect/CD mm", DataType.Double),
         ("Model/Name", DataType.String),
         ("Model/Version", DataType.String),
+        # added later: after the first ones, so their aliases stay as they were
+        ("Inspection/Paused", DataType.Boolean),
+        ("Frames/Paused", DataType.UInt64),
+        ("Outbox/Oldest Age s", DataType.Double),
     ]
     definitions += [(f"Defects/{name}", DataType.UInt64) for name in class_names]
     definitions += [(f"Coil/Defects/{name}", DataType.UInt64) for name in class_names]
