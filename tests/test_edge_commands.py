@@ -16,7 +16,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.config import load_config
 from edge.delivery.sparkplug_payload import decode, metric_value
+from edge.observe.monitor import Monitor
 from tests.fixtures.broker import Message, free_port, wait_until
 from tests.fixtures.edge_daemon import (
     DaemonProcess,
@@ -260,6 +262,8 @@ def test_pause_stops_inspection_visibly_and_a_restart_inspects_again(
     tap = Tap(acl_broker, "scada", ["steel-inspect/L1/cam1/#", "spBv1.0/#"])
     daemon = DaemonProcess(config)
     scada = Requester(acl_broker, "scada", "scada/responses/p")
+    monitor = Monitor(load_config(config))  # `edge monitor`, as the daemon's user
+    monitor.start()
     labels = frozenset({("line", "L1"), ("camera", "cam1")})
 
     def metric(name: str) -> float:
@@ -286,6 +290,7 @@ def test_pause_stops_inspection_visibly_and_a_restart_inspects_again(
         assert tap.last("/stats")["frames_paused"] > 0
         assert wait_until(lambda: True in sparkplug_paused_values(tap), 5)
         assert "INSPECTION PAUSED by op1 (roll change)" in daemon.log
+        assert wait_until(lambda: "INSPECTION PAUSED by op1" in monitor.summary_line(), 5)
 
         scada.send("resume", {"by": "op1"}, b"r1")
         assert scada.answer(b"r1")["result"]["inspection"] == {"state": "running"}
@@ -294,6 +299,7 @@ def test_pause_stops_inspection_visibly_and_a_restart_inspects_again(
         assert wait_until(lambda: healthz(port)[0] == 200, 5)
         assert tap.last("/status")["inspection"] == {"state": "running"}
         assert wait_until(lambda: sparkplug_paused_values(tap)[-1] is False, 5)
+        assert wait_until(lambda: "PAUSED" not in monitor.summary_line(), 5)
 
         scada.send("pause", {"by": "op2"}, b"p2")  # paused when it stops
         assert scada.answer(b"p2")["ok"]
@@ -318,3 +324,4 @@ def test_pause_stops_inspection_visibly_and_a_restart_inspects_again(
         daemon.stop()
         scada.close()
         tap.close()
+        monitor.close()
