@@ -76,6 +76,8 @@ class DaemonCommands:
         node = self._daemon.plant.sparkplug
         if node is None:
             raise CommandError("Sparkplug is off ([sparkplug] enabled = false)")
+        if not node.online.is_set():  # births wait for the broker (and the primary host)
+            raise CommandError(f"no birth sent: the Sparkplug node is {node.state}")
         node.rebirth()
         return {"bdSeq": node.bdseq}
 
