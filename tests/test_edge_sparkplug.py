@@ -284,3 +284,33 @@ def test_primary_host_offline_holds_ddata_and_sends_it_as_historical_after_the_b
     dbirth2 = {m.name: metric_value(m) for m in decoded[6][1].metrics}
     assert dbirth2["Frames/In"] == 7  # the birth has the current value, history follows
     raw.close()
+
+
+def test_pysparkplug_primary_host_gets_the_birth_when_online_then_the_held_data_as_historical(
+    tmp_path, mqtt_broker, mean_model, host
+):
+    host.send("state pyhost offline")
+    assert wait_until(lambda: host.of("STATE-SENT"), 10)
+    config = sparkplug_daemon_config(tmp_path, mqtt_broker, mean_model)
+    with open(config, "a") as toml:  # [sparkplug] is the last section
+        toml.write('primary_host_id = "pyhost"\n')
+    daemon = DaemonProcess(config)
+    try:
+        assert wait_until(lambda: "waiting for primary host" in daemon.log
+                          or "primary host pyhost is offline" in daemon.log, 30), daemon.log
+        wait_until(lambda: False, 3.0)  # about three DDATA held, one a second
+        assert not host.of("NBIRTH") and not host.of("DDATA")
+        online_ms = int(time.time() * 1000)
+        host.send("state pyhost online")
+        assert wait_until(lambda: host.of("NBIRTH") and len(host.of("DDATA")) >= 3, 20), \
+            daemon.log
+        historical = [m for m in host.of("DDATA") if all(m["historical"].values())]
+        assert historical, host.of("DDATA")
+        assert all(t < online_ms for m in historical for t in m["timestamps"].values())
+        assert any("Frames/Processed" in m["metrics"] for m in historical)
+        wait_until(lambda: False, 1.5)
+        live = host.of("DDATA")[len(historical):]
+        assert live and not any(any(m["historical"].values()) for m in live)  # live again
+        assert not host.of("DECODE-ERROR"), host.of("DECODE-ERROR")
+    finally:
+        daemon.stop()
