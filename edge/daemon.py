@@ -137,7 +137,8 @@ class Daemon:
         if saved and saved.get("segment") and config.tracking.source != "none":
             self.tracker.last_coil_id = saved["segment"]["coil_id"]
         inspection = CoilInspection(config, rule, info, self.locator, self._coil_archive(rule),
-                                    paused_frames=self.pause.frames_by_coil)
+                                    paused_frames=self.pause.frames_by_coil,
+                                    paused_coils=self.pause.coils)
         if saved:
             log.info("resuming coil %s after a restart", saved["totals"]["coil_id"])
             for kind, payload in inspection.restore(saved):

@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge.observe.stats import utc_iso
@@ -25,6 +26,16 @@ log = logging.getLogger(__name__)
 MARKER = "paused.json"
 
 
+@dataclass
+class PausedCoil:
+    """What the grabber saw of a coil while paused: enough to report a coil never inspected."""
+
+    first: object  # edge.defects.position.Placement of its first paused frame
+    last: object  # ... and of its last one
+    height_px: int
+    last_ts: float
+
+
 class InspectionPause:
     def __init__(self, state_dir: Path) -> None:
         self.marker = Path(state_dir) / MARKER
@@ -32,17 +43,26 @@ class InspectionPause:
         self._since: float | None = None
         self.by: str | None = None
         self.reason: str | None = None
-        # coil_key -> frames acquired while paused (written by the grabber, read by the ledger)
+        # coil_key -> frames acquired while paused, and what was seen of the coil (written by
+        # the grabber; the inference thread reads and pops them when the coil is reported)
         self.frames_by_coil: dict[int, int] = {}
+        self.coils: dict[int, PausedCoil] = {}
 
     @property
     def active(self) -> bool:
         return self._since is not None
 
-    def skipped(self, coil_key: int | None) -> None:
-        """The grabber acquired a frame while paused (coil_key None: events v1, no coil)."""
-        if coil_key is not None:
-            self.frames_by_coil[coil_key] = self.frames_by_coil.get(coil_key, 0) + 1
+    def skipped(self, placement, height_px: int, timestamp: float) -> None:
+        """The grabber acquired a frame while paused (placement None: events v1, no coil)."""
+        if placement is None:
+            return
+        key = placement.coil_key
+        seen = self.coils.get(key)
+        if seen is None:
+            self.coils[key] = PausedCoil(placement, placement, height_px, timestamp)
+        else:
+            seen.last, seen.height_px, seen.last_ts = placement, height_px, timestamp
+        self.frames_by_coil[key] = self.frames_by_coil.get(key, 0) + 1
 
     def pause(self, by: str | None, reason: str | None) -> dict:
         with self._lock:

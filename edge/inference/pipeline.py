@@ -213,8 +213,8 @@ class Pipeline:
                                                              frame.image.shape[0])
             if self.pause is not None and self.pause.active:
                 self.stats.frames_paused += 1
-                placement = frame.meta.get("placement")
-                self.pause.skipped(placement.coil_key if placement is not None else None)
+                self.pause.skipped(frame.meta.get("placement"), frame.image.shape[0],
+                                   frame.timestamp)
                 continue
             self._queue(frame)
 
