@@ -16,6 +16,7 @@ from edge import __version__
 from edge.archive.coils import CoilArchive
 from edge.archive.writer import ArchiveWriter
 from edge.config import EdgeConfig
+from edge.control.pause import InspectionPause
 from edge.defects.events import DefectRule, EventBuilder, model_info
 from edge.defects.inspection import CoilInspection, TileInspection, resume_segment
 from edge.defects.position import StripLocator
@@ -76,6 +77,7 @@ class Daemon:
         self.current_coil = CurrentCoil()
         self.last_defect = LastDefect()
         self.plant = PlantIntegration(self)
+        self.pause = InspectionPause(config.outbox.path.parent)  # the `pause` command; not kept
 
     def start(self) -> None:
         config = self.config
@@ -105,12 +107,13 @@ class Daemon:
         if self.source is None:
             self.source = make_source(config.camera)
         self.source.open()
+        self.pause.report_previous_run()
         self.pipeline = Pipeline(
             self.source, processor, inspection, self.last_defect.tap(self.publisher.submit),
             self.stats,
             watchdog=Watchdog(self.notifier), frame_queue=config.pipeline.frame_queue,
             lossless=self.lossless, locator=locator, save_state=self.publisher.save_state,
-            observer=self._latest_frame_observer(),
+            observer=self._latest_frame_observer(), pause=self.pause,
         )
         self.tracking.start()
         self.mqtt.start()
@@ -133,7 +136,9 @@ class Daemon:
         self.locator = StripLocator(config.geometry, self.tracker, resume_segment(saved))
         if saved and saved.get("segment") and config.tracking.source != "none":
             self.tracker.last_coil_id = saved["segment"]["coil_id"]
-        inspection = CoilInspection(config, rule, info, self.locator, self._coil_archive(rule))
+        inspection = CoilInspection(config, rule, info, self.locator, self._coil_archive(rule),
+                                    paused_frames=self.pause.frames_by_coil,
+                                    paused_coils=self.pause.coils)
         if saved:
             log.info("resuming coil %s after a restart", saved["totals"]["coil_id"])
             for kind, payload in inspection.restore(saved):
@@ -203,6 +208,15 @@ class Daemon:
             self.tracker.report(coil_id)
         self.current_coil.source = "command" if coil_id else None
 
+    def set_paused(self, paused: bool, by: str | None, reason: str | None) -> dict:
+        """The `pause` / `resume` commands; the status message says it at once."""
+        was = self.pause.active
+        status = self.pause.pause(by, reason) if paused else self.pause.resume(by)
+        if was != self.pause.active:
+            self.mqtt.republish_birth()
+            self.notifier.status(self.status_line())
+        return status
+
     def _update_current_coil(self) -> None:
         segment = self.locator.segment if self.locator is not None else None
         inspection = self.pipeline.inspection if self.pipeline is not None else None
@@ -250,11 +264,16 @@ class Daemon:
             "coil_id": segment.coil_id if segment else None,
             "coil_md_m": round(segment.md_next_m, 3) if segment else None,
             "archive": self.archive.stats() if self.archive is not None else None,
+            "inspection": self.pause.status()["state"],
+            "frames_paused": self.stats.frames_paused,
+            "outbox_oldest_age_s": round(self.outbox.oldest_age_s, 3),
         }
 
     def status_line(self) -> str:
         stats = self.stats
         fault = f"MODEL FAULTS {stats.model_faults}, " if stats.model_faults else ""
+        if self.pause.active:
+            fault = f"INSPECTION {self.pause.describe()}, " + fault
         return (
             fault + f"frames {stats.frames_processed}/{stats.frames_in} "
             f"(dropped {self.pipeline.frames.dropped if self.pipeline else 0}), "
@@ -321,4 +340,5 @@ class Daemon:
             "tracking": config.tracking.source,
             "stream": self.outbox.stream,
             "last_seq": self.outbox.last_seq,
+            "inspection": self.pause.status(),
         }

@@ -143,7 +143,8 @@ def test_coil_changes_positions_defect_objects_and_reports(tmp_path, mqtt_broker
         assert report["defects"]["rolled-in scale"] == len(ids) == DISTINCT[coil]
         assert report["defects"]["scratches"] == 0
         n = len(COILS[coil])
-        assert report["frames"] == {"in": n, "processed": n, "failed": 0, "dropped": 0}
+        assert report["frames"] == {"in": n, "processed": n, "failed": 0, "paused": 0,
+                                    "dropped": 0}
         assert report["coverage"] == 1.0
         assert report["length_m"] == pytest.approx(n * FRAME_M)
     assert reports[0]["l2_length_m"] == 1.5

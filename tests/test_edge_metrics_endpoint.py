@@ -6,6 +6,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.broker import free_port, wait_until
@@ -89,5 +90,33 @@ def test_scraped_counters_equal_the_daemons_summary(tmp_path, mqtt_broker, mqtt_
         # the replay is over: no frames any more -> unhealthy, with the reason
         assert wait_until(lambda: healthz(port)[0] == 503, 10)
         assert "no frame processed for" in healthz(port)[1]
+    finally:
+        daemon.stop()
+
+
+def test_outbox_oldest_age_grows_while_the_broker_is_down(tmp_path, mqtt_broker, mean_model):
+    images = write_frames(tmp_path / "frames",
+                          {f"{i}.png": frame_with_tiles([255]) for i in range(3)})
+    port = free_port()
+    sections = daemon_sections(tmp_path, mqtt_broker, mean_model, images,
+                               camera={"rate": 10, "loop": True})
+    sections["metrics"] = {"enabled": True, "listen": f"127.0.0.1:{port}"}
+    daemon = DaemonProcess(write_config(tmp_path / "edge.toml", sections))
+    labels = frozenset({("line", "L1"), ("camera", "cam1")})
+
+    def gauge(name: str) -> float:
+        return scrape(port)[(f"steel_inspect_{name}", labels)]
+    try:
+        assert wait_until(lambda: healthz(port)[0] == 200, 30), daemon.log
+        assert gauge("outbox_oldest_age_seconds") < 1.0  # acknowledged as they come
+        mqtt_broker.stop()
+        assert wait_until(lambda: gauge("outbox_depth") >= 5, 10)
+        first, depth = gauge("outbox_oldest_age_seconds"), gauge("outbox_depth")
+        wait_until(lambda: False, 1.5)
+        later = gauge("outbox_oldest_age_seconds")
+        assert later == pytest.approx(first + 1.5, abs=0.5)  # the same oldest event, waiting
+        assert gauge("outbox_depth") > depth
+        mqtt_broker.start()
+        assert wait_until(lambda: gauge("outbox_oldest_age_seconds") < 1.0, 20), daemon.log
     finally:
         daemon.stop()

@@ -11,7 +11,9 @@ import threading
 import time
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import MqttConfig, SiteConfig
 from edge.delivery.sparkplug import SparkplugNode
@@ -203,3 +205,112 @@ def test_seq_wraps_after_255_and_clean_stop_sends_ddeath_and_ndeath(tmp_path, mq
     assert [(m.name, metric_value(m)) for m in ndeath.metrics] == [("bdSeq", bdseq)]
     assert not ndeath.HasField("seq")
     raw.close()
+
+
+def publish_state(broker, host_id: str, online: bool, timestamp_ms: int) -> None:
+    """The primary host's side: a retained QoS 1 STATE, as Sparkplug 3.0 hosts publish it."""
+    client = paho.Client(CallbackAPIVersion.VERSION2)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    body = json.dumps({"online": online, "timestamp": timestamp_ms})
+    client.publish(f"spBv1.0/STATE/{host_id}", body, qos=1, retain=True).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_primary_host_offline_holds_ddata_and_sends_it_as_historical_after_the_birth(
+    tmp_path, mqtt_broker
+):
+    raw = Subscriber(mqtt_broker.host, mqtt_broker.port, "spBv1.0/L7/#")
+    counter = {"n": 0}
+    t0 = int(time.time() * 1000)
+    publish_state(mqtt_broker, "scada1", False, t0)  # the host's will, retained
+    node = SparkplugNode(
+        SparkplugConfig(enabled=True, primary_host_id="scada1", hold_max=3),
+        MqttConfig(host=mqtt_broker.host, port=mqtt_broker.port),
+        SiteConfig(line="L7", camera="camA"), state_dir=tmp_path, class_names=["scratches"],
+        node_values=lambda: {"Model/Name": "m"},
+        device_values=lambda: {"Frames/In": counter["n"]},
+    )
+
+    def kinds():
+        return [m.topic.split("/")[2] for m in raw.messages()]
+
+    def tick(n: int) -> None:
+        counter["n"] = n
+        node.tick()
+        time.sleep(0.01)  # distinct metric timestamps
+
+    node.start()
+    try:
+        assert wait_until(lambda: node.state.startswith("primary host scada1 offline"), 10), \
+            node.state
+        for n in (1, 2):
+            tick(n)
+        assert not raw.messages() and len(node.held) == 2  # no birth, no data: held
+        back_ms = int(time.time() * 1000)
+        publish_state(mqtt_broker, "scada1", True, t0 + 1)
+        assert wait_until(lambda: kinds() == ["NBIRTH", "DBIRTH", "DDATA", "DDATA"], 10), kinds()
+        tick(3)  # live again
+        assert wait_until(lambda: kinds().count("DDATA") == 3)
+
+        publish_state(mqtt_broker, "scada1", False, t0 + 2)  # host gone again
+        assert wait_until(lambda: not node.online.is_set())
+        for n in (4, 5, 6, 7):  # four held, the limit is 3: the oldest is dropped, counted
+            tick(n)
+        publish_state(mqtt_broker, "scada1", True, t0 + 1)  # stale (older): ignored
+        wait_until(lambda: False, 0.5)
+        assert kinds().count("NBIRTH") == 1 and len(node.held) == 3 and node.held.dropped == 1
+        publish_state(mqtt_broker, "scada1", True, t0 + 3)
+        assert wait_until(lambda: kinds().count("DDATA") == 6, 10), kinds()
+    finally:
+        node.stop()
+    decoded = [(m.topic.split("/")[2], decode(m.payload)) for m in raw.messages()]
+    assert [k for k, _ in decoded][:9] == ["NBIRTH", "DBIRTH", "DDATA", "DDATA", "DDATA",
+                                           "NBIRTH", "DBIRTH", "DDATA", "DDATA"]
+    assert [p.seq for _, p in decoded[:9]] == [0, 1, 2, 3, 4, 0, 1, 2, 3]
+    data = [p for k, p in decoded if k == "DDATA"]
+    first_held, second_held, live, *later = data
+    # the first held message carries every metric (nothing was sent before); Frames/In is 1
+    by_alias = {m.alias: m for m in first_held.metrics}
+    alias = {m.name: m.alias for m in decoded[1][1].metrics}["Frames/In"]
+    assert metric_value(by_alias[alias]) == 1 and all(m.is_historical for m in first_held.metrics)
+    assert [metric_value(m) for m in second_held.metrics] == [2]
+    assert all(m.is_historical for m in second_held.metrics)
+    assert first_held.metrics[0].timestamp < second_held.metrics[0].timestamp < back_ms
+    assert [metric_value(m) for m in live.metrics] == [3] and not live.metrics[0].is_historical
+    assert [metric_value(p.metrics[0]) for p in later] == [5, 6, 7]  # 4 was dropped
+    assert all(p.metrics[0].is_historical for p in later)
+    dbirth2 = {m.name: metric_value(m) for m in decoded[6][1].metrics}
+    assert dbirth2["Frames/In"] == 7  # the birth has the current value, history follows
+    raw.close()
+
+
+def test_pysparkplug_primary_host_gets_the_birth_when_online_then_the_held_data_as_historical(
+    tmp_path, mqtt_broker, mean_model, host
+):
+    host.send("state pyhost offline")
+    assert wait_until(lambda: host.of("STATE-SENT"), 10)
+    config = sparkplug_daemon_config(tmp_path, mqtt_broker, mean_model)
+    with open(config, "a") as toml:  # [sparkplug] is the last section
+        toml.write('primary_host_id = "pyhost"\n')
+    daemon = DaemonProcess(config)
+    try:
+        assert wait_until(lambda: "waiting for primary host" in daemon.log
+                          or "primary host pyhost is offline" in daemon.log, 30), daemon.log
+        wait_until(lambda: False, 3.0)  # about three DDATA held, one a second
+        assert not host.of("NBIRTH") and not host.of("DDATA")
+        online_ms = int(time.time() * 1000)
+        host.send("state pyhost online")
+        assert wait_until(lambda: host.of("NBIRTH") and len(host.of("DDATA")) >= 3, 20), \
+            daemon.log
+        historical = [m for m in host.of("DDATA") if all(m["historical"].values())]
+        assert historical, host.of("DDATA")
+        assert all(t < online_ms for m in historical for t in m["timestamps"].values())
+        assert any("Frames/Processed" in m["metrics"] for m in historical)
+        wait_until(lambda: False, 1.5)
+        live = host.of("DDATA")[len(historical):]
+        assert live and not any(any(m["historical"].values()) for m in live)  # live again
+        assert not host.of("DECODE-ERROR"), host.of("DECODE-ERROR")
+    finally:
+        daemon.stop()

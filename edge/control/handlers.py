@@ -17,9 +17,6 @@ from edge.defects.events import DefectRule
 
 log = logging.getLogger(__name__)
 
-NOT_YET = "not supported yet"
-
-
 class DaemonCommands:
     def __init__(self, daemon, state_dir: Path) -> None:
         self._daemon = daemon
@@ -33,8 +30,8 @@ class DaemonCommands:
             "coil": self.set_coil,
             "rebirth": self.rebirth,
             "reload-model": self.reload_model,
-            "pause": self._not_yet("pausing inspection"),
-            "resume": self._not_yet("pausing inspection"),
+            "pause": self.pause,
+            "resume": self.resume,
         }
 
     def restore(self) -> None:
@@ -79,14 +76,20 @@ class DaemonCommands:
         node = self._daemon.plant.sparkplug
         if node is None:
             raise CommandError("Sparkplug is off ([sparkplug] enabled = false)")
+        if not node.online.is_set():  # births wait for the broker (and the primary host)
+            raise CommandError(f"no birth sent: the Sparkplug node is {node.state}")
         node.rebirth()
         return {"bdSeq": node.bdseq}
 
-    @staticmethod
-    def _not_yet(what: str):
-        def refuse(body: dict) -> dict:
-            raise CommandError(f"{NOT_YET}: {what}")
-        return refuse
+    def pause(self, body: dict) -> dict:
+        """Stop inspecting (frames are still acquired and counted as paused); idempotent."""
+        reason = body.get("reason")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
+            raise CommandError("reason must be a string of at most 200 characters")
+        return {"inspection": self._daemon.set_paused(True, _by(body), reason)}
+
+    def resume(self, body: dict) -> dict:
+        return {"inspection": self._daemon.set_paused(False, _by(body), None)}
 
     def _validated(self, thresholds) -> dict[str, float]:
         names = self._daemon.model.card.class_names
@@ -124,3 +127,8 @@ class DaemonCommands:
             os.replace(temporary, self.thresholds_path)
         except OSError as exc:
             raise CommandError(f"applied, but not saved for restarts: {exc}") from None
+
+
+def _by(body: dict) -> str | None:
+    by = body.get("by")
+    return by[:64] if isinstance(by, str) else None

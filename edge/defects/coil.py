@@ -4,8 +4,9 @@
 a new coil ends the open one first. The ledger counts frames, distinct defects and area per class;
 `snapshot()` is what the outbox keeps, so a coil that spans a crash gets one report. A coil ends
 at a tracking change, when the daemon stops cleanly, or, with no tracking, at a restart.
-Frames acquired but never processed (dropped from the frame queue, or lost in a crash) are what
-`frames.dropped` counts: `in - processed - failed`.
+Frames acquired while inspection was paused (the `pause` command) are `frames.paused`; frames
+acquired but never processed otherwise (dropped from the frame queue, or lost in a crash) are what
+`frames.dropped` counts: `in - processed - failed - paused`.
 """
 
 from __future__ import annotations
@@ -50,12 +51,13 @@ class CoilTotals:
 
 class CoilLedger:
     def __init__(self, site, geometry, class_names: list[str], model: dict,
-                 frames_in: dict[int, int]) -> None:
+                 frames_in: dict[int, int], frames_paused: dict[int, int] | None = None) -> None:
         self.site = site
         self.geometry = geometry
         self.class_names = list(class_names)
         self.model = dict(model)
         self._frames_in = frames_in  # the locator's counts, written by the grabber
+        self._frames_paused = frames_paused if frames_paused is not None else {}  # ditto
         self.open: CoilTotals | None = None
 
     def restore(self, state: dict) -> None:
@@ -85,8 +87,10 @@ class CoilLedger:
 
     def close(self, reason: str, ended: float | None = None) -> dict:
         totals, self.open = self.open, None
-        frames_in = max(self._frames_in.pop(totals.coil_key, 0), totals.processed + totals.failed)
-        report = self._report(totals, frames_in, reason, ended)
+        paused = self._frames_paused.pop(totals.coil_key, 0)
+        frames_in = max(self._frames_in.pop(totals.coil_key, 0),
+                        totals.processed + totals.failed + paused)
+        report = self._report(totals, frames_in, reason, ended, paused)
         log.info("coil %s ended (%s): %.2f m, %d/%d frames, defects %s", totals.coil_id, reason,
                  report["length_m"], totals.processed, frames_in, report["defects"])
         return report
@@ -103,7 +107,7 @@ class CoilLedger:
         return {"totals": totals, "segment": segment.to_dict() if same else None}
 
     def _report(self, totals: CoilTotals, frames_in: int, reason: str,
-                ended: float | None) -> dict:
+                ended: float | None, paused: int = 0) -> dict:
         length = round(totals.md_end_m, 3)
         defects = {name: len(totals.defect_ids.get(name, [])) for name in self.class_names}
         areas = {name: round(totals.area_mm2.get(name, 0.0), 3) for name in self.class_names}
@@ -126,7 +130,8 @@ class CoilLedger:
                 "in": frames_in,
                 "processed": totals.processed,
                 "failed": totals.failed,
-                "dropped": frames_in - totals.processed - totals.failed,
+                "paused": paused,
+                "dropped": frames_in - totals.processed - totals.failed - paused,
             },
             "coverage": round(totals.processed / frames_in, 6) if frames_in else 0.0,
             "defects": defects,

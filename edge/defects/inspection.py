@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge.config import EdgeConfig
-from edge.defects.coil import CoilLedger
+from edge.defects.coil import CoilLedger, CoilTotals
 from edge.defects.events import DEFECT_EVENT_V2_SCHEMA, DefectRule, EventBuilder
 from edge.defects.localise import localise
 from edge.defects.objects import ClassCuts, DefectBuilder
@@ -60,18 +60,22 @@ class TileInspection:
 
 class CoilInspection:
     def __init__(self, config: EdgeConfig, rule: DefectRule, model: dict,
-                 locator: StripLocator, archive: CoilArchive | None = None) -> None:
+                 locator: StripLocator, archive: CoilArchive | None = None,
+                 paused_frames: dict[int, int] | None = None,
+                 paused_coils: dict | None = None) -> None:
         self.config = config
         self.archive = archive
         self.model = dict(model)
         self.locator = locator
         self.classes = ClassCuts(rule.class_ids, rule.class_names, rule.cuts)
         self.ledger = CoilLedger(config.site, config.geometry, rule.class_names, model,
-                                 locator.frames_in)
+                                 locator.frames_in, paused_frames)
         self._builder: DefectBuilder | None = None
         self._builder_key: int | None = None
         self._next_state = 0.0
         self._dirty = False
+        # coil_key -> edge.control.pause.PausedCoil: coils met while inspection was paused
+        self.paused_coils = paused_coils if paused_coils is not None else {}
 
     def use_model(self, rule: DefectRule, model: dict) -> None:
         """A hot-swapped model: its thresholds and name from the next frame on (the open coil
@@ -125,15 +129,35 @@ class CoilInspection:
         """No frame is waiting: a coil the tracker has moved past ends now."""
         tracker, open_coil = self.locator.tracker, self.ledger.open
         if open_coil is None or tracker.last_coil_id in (None, open_coil.coil_id):
-            return []
+            return self._paused_coils_ended("tracking") if self.paused_coils else []
         self._dirty = True
         return [("coils", self._close("tracking", ended=time.time()))]
 
     def stop(self) -> list:
-        if self.ledger.open is None:
+        out = []
+        if self.ledger.open is not None:
+            self._dirty = True
+            out.append(("coils", self._close("stop")))
+        return out + self._paused_coils_ended("stop")
+
+    def _paused_coils_ended(self, reason: str) -> list:
+        """Reports of coils acquired entirely while inspection was paused (never opened here):
+        processed 0, coverage 0, sent once the strip has moved on to another coil (or at stop)."""
+        if self.ledger.open is not None:  # it is reported first
             return []
-        self._dirty = True
-        return [("coils", self._close("stop"))]
+        segment = self.locator.segment
+        current = None if reason == "stop" or segment is None else segment.coil_key
+        reports = []
+        for key in sorted(k for k in list(self.paused_coils) if k != current):
+            seen = self.paused_coils[key]
+            frame_end = (seen.last.md_m
+                         + seen.height_px * self.config.geometry.mm_per_px_md / 1000.0)
+            self.ledger.open = CoilTotals(key, seen.last.coil_id, seen.first.started,
+                                          last_ts=seen.last_ts, md_end_m=frame_end,
+                                          l2_length_m=seen.last.l2_length_m)
+            reports.append(("coils", self._close(reason)))
+            self._dirty = True
+        return reports
 
     def state(self, force: bool = False):
         """The open coil's state when it is due for saving (with every event, else at most once a
@@ -155,6 +179,7 @@ class CoilInspection:
     def _close(self, reason: str, ended: float | None = None) -> dict:
         """End the open coil: its report, with the map the archive draws of it."""
         totals = self.ledger.open
+        self.paused_coils.pop(totals.coil_key, None)  # its paused frames are in this report
         report = self.ledger.close(reason, ended)
         report["map"] = (None if self.archive is None else
                          self.archive.coil_map(totals.coil_id, totals.started, report))

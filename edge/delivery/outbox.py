@@ -17,6 +17,9 @@ any thread. A lock file and an flock on the database file itself (edge.delivery.
 second daemon off the same outbox; a database deleted or replaced under the daemon is re-created
 from the open one (`check_file`); a lock held by another process delays storing (events wait in
 memory), never loses. docs/mqtt.md#delivery-guarantees-store-and-forward has the design.
+
+`oldest_age_s` is safe to read from any thread too: the owning thread reads the oldest stored
+event's time whenever the stored events change and keeps it in a plain attribute.
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ class Outbox:
     def _open(self) -> None:
         self._file = DatabaseFile.lock(self.path)
         self._db = None
+        self.oldest_created: float | None = None  # `created` of the oldest stored event
         try:
             self._db = self._open_db()
             self.stream = self._stream_id()
@@ -114,6 +118,7 @@ class Outbox:
             self._depth, self._bytes = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM events"
             ).fetchone()
+            self._refresh_oldest()
         except BaseException:
             if self._db is not None:
                 self._db.close()
@@ -147,6 +152,21 @@ class Outbox:
     def depth(self) -> int:
         """Unsent events: stored, or held in memory while the database is locked."""
         return self._depth + len(self._held)
+
+    @property
+    def oldest_age_s(self) -> float:
+        """Seconds the oldest stored unsent event has waited (0 when none is stored)."""
+        oldest = self.oldest_created
+        return max(time.time() - oldest, 0.0) if oldest is not None else 0.0
+
+    def _refresh_oldest(self) -> None:
+        """Called by the owning thread after the stored events changed (by primary key: cheap)."""
+        try:
+            row = self._db.execute("SELECT created FROM events ORDER BY id LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            self._failed("cannot read the oldest event's time", exc)
+            return
+        self.oldest_created = float(row[0]) if row else None
 
     @property
     def last_seq(self) -> int:
@@ -191,6 +211,8 @@ class Outbox:
             return 0
         self._depth += len(batch) - dropped[0]
         self._bytes += added - dropped[1]
+        if self.oldest_created is None or dropped[0]:
+            self._refresh_oldest()
         if dropped[0]:
             self.dropped += dropped[0]
             self._limited.warning(  # once per 10 s: at the cap, every append drops some
@@ -310,6 +332,7 @@ class Outbox:
             return False
         self._depth -= len(sizes)
         self._bytes -= sum(sizes)
+        self._refresh_oldest()
         return True
 
     def _delete(self, ids: list[int]) -> list[tuple[int]]:
@@ -371,6 +394,7 @@ class Outbox:
                 new_file.close()
             raise
         self.replaced += 1
+        self._refresh_oldest()
         log.error(
             "outbox %s %s while the daemon ran: re-created it from the open database with its "
             "%d unsent events; seq goes on from %d%s", self.path, why, len(rows), self.last_seq,

@@ -7,6 +7,12 @@ DBIRTH; `tick()` sends DDATA with the metrics that changed, by alias. `seq` coun
 but NDEATH, 0..255 wrapping. NCMD `Node Control/Rebirth` = true is answered with a new birth.
 A clean stop sends DDEATH and NDEATH itself before disconnecting.
 
+With `primary_host_id` (edge.delivery.sparkplug_host) the node also subscribes to the host's
+STATE and sends its births only while the host is online; a host going offline stops the data
+(the session stays: with one broker there is no other server to move to), and its return brings
+a new NBIRTH/DBIRTH followed by the DDATA held meanwhile, flagged is_historical. DDATA is held
+whenever births are not out (host offline, or broker away).
+
 Nothing here may stop inspection: callbacks and tick() log errors instead of raising.
 """
 
@@ -21,6 +27,7 @@ from edge.config import MqttConfig, SiteConfig
 from edge.delivery.mqtt import configure_client, connect_async, default_client_id, new_paho_client
 from edge.delivery.sparkplug_bdseq import SEQ_MODULO, BdSeqStore
 from edge.delivery.sparkplug_config import SparkplugConfig
+from edge.delivery.sparkplug_host import HeldData, PrimaryHost
 from edge.delivery.sparkplug_metrics import BD_SEQ, REBIRTH, device_metrics, node_metrics
 from edge.delivery.sparkplug_payload import (
     add_metric,
@@ -66,7 +73,11 @@ class SparkplugNode:
         self._bdseq = self._will_bdseq = self._bdseq_store.take()  # session's, next CONNECT's
         self.births = 0
         self.state = "connecting"
-        self.online = threading.Event()
+        self.online = threading.Event()  # connected, births sent: DDATA goes out live
+        self._connected = False
+        self.primary = (PrimaryHost(NAMESPACE, config.primary_host_id)
+                        if config.primary_host_id else None)
+        self.held = HeldData(config.hold_max)
         client_id = (mqtt.client_id or default_client_id(site)) + "-spb"
         self._client = new_paho_client(mqtt, client_id)
         configure_client(self._client, mqtt)
@@ -75,6 +86,8 @@ class SparkplugNode:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.message_callback_add(self.topics.ncmd, self._on_ncmd)
+        if self.primary is not None:
+            self._client.message_callback_add(self.primary.topic, self._on_state)
         self._started = False
 
     @property
@@ -89,12 +102,13 @@ class SparkplugNode:
         self._started = True
 
     def tick(self) -> None:
-        """DDATA with the device metrics that changed since they were last sent."""
-        if not self.online.is_set():
+        """DDATA with the device metrics that changed since they were last sent (held for the
+        primary host while the births are not out)."""
+        if not self.online.is_set() and self.primary is None:
             return
         try:
-            with self._lock:
-                self._publish_data()
+            with self._lock:  # births set `online` under this lock: nothing is held past them
+                self._publish_data(hold=not self.online.is_set())
         except Exception:  # noqa: BLE001 (a metrics bug must not reach the inspection loop)
             log.exception("Sparkplug DDATA failed")
 
@@ -106,10 +120,11 @@ class SparkplugNode:
     def stop(self, timeout: float = 2.0) -> None:
         if not self._started:
             return
-        if self.online.is_set():
+        if self._connected:
             with self._lock:
-                death = payload(self._next_seq())
-                self._client.publish(self.topics.ddeath, death.SerializeToString(), qos=0)
+                if self.online.is_set():
+                    death = payload(self._next_seq())
+                    self._client.publish(self.topics.ddeath, death.SerializeToString(), qos=0)
                 info = self._client.publish(self.topics.ndeath, self._ndeath(self._bdseq), qos=1)
             try:
                 info.wait_for_publish(timeout)
@@ -151,18 +166,27 @@ class SparkplugNode:
         self._sent = {spec.name: values.get(spec.name) for spec in self._device_specs}
         self.births += 1
         log.info("Sparkplug NBIRTH/DBIRTH sent (bdSeq %d)", self._bdseq)
+        held = self.held.take_all()
+        for data in held:  # after the birth that defines their aliases, oldest first
+            data.seq = self._next_seq()
+            self._client.publish(self.topics.ddata, data.SerializeToString(), qos=0)
+        if held:
+            log.info("Sparkplug: %d held DDATA sent as historical", len(held))
 
-    def _publish_data(self) -> None:
+    def _publish_data(self, hold: bool = False) -> None:
         values = self._device_values()
         changed = [s for s in self._device_specs if values.get(s.name) != self._sent.get(s.name)]
         if not changed:
             return
         timestamp = now_ms()
-        data = payload(self._next_seq(), timestamp)
+        data = payload(None if hold else self._next_seq(), timestamp)
         for spec in changed:
-            add_metric(data, spec, values.get(spec.name), timestamp, birth=False)
+            add_metric(data, spec, values.get(spec.name), timestamp, birth=False, historical=hold)
             self._sent[spec.name] = values.get(spec.name)
-        self._client.publish(self.topics.ddata, data.SerializeToString(), qos=0)
+        if hold:
+            self.held.add(data)
+        else:
+            self._client.publish(self.topics.ddata, data.SerializeToString(), qos=0)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -173,17 +197,50 @@ class SparkplugNode:
         try:
             client.subscribe(self.topics.ncmd, qos=1)
             with self._lock:
+                self._connected = True
                 self._bdseq = self._will_bdseq  # the will this CONNECT registered
-                self._publish_births()
+                if self.primary is None:
+                    self._publish_births()
                 self._will_bdseq = self._bdseq_store.take()  # for the next CONNECT
                 self._set_will()
-            self.state = "online"
-            self.online.set()
+            if self.primary is None:
+                self.state = "online"
+                self.online.set()
+            else:  # its retained STATE arrives right after this subscription
+                self.state = f"waiting for primary host {self.primary.host_id}"
+                client.subscribe(self.primary.topic, qos=1)
         except Exception:  # noqa: BLE001
             log.exception("Sparkplug birth failed")
 
+    def _on_state(self, client, userdata, message) -> None:
+        try:
+            online = self.primary.update(message.payload)
+            if online is None:
+                return
+            if online and not self.online.is_set():
+                with self._lock:
+                    if not self._connected:
+                        return
+                    self._publish_births()
+                    self.online.set()
+                self.state = "online"
+                log.info("Sparkplug: primary host %s is online", self.primary.host_id)
+            elif not online:
+                was_live = self.online.is_set()
+                self.online.clear()
+                self.state = f"primary host {self.primary.host_id} offline: holding data"
+                if was_live or not self.births:
+                    log.warning("Sparkplug: primary host %s is offline: DDATA is held (up to "
+                                "%d) until it returns", self.primary.host_id,
+                                self.config.hold_max)
+        except Exception:  # noqa: BLE001
+            log.exception("Sparkplug STATE handling failed")
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.online.clear()
+        self._connected = False
+        if self.primary is not None:
+            self.primary.online = False  # the next session waits for its STATE again
         if self.state == "online":
             log.warning("Sparkplug: disconnected from %s:%s: %s", self._mqtt.host,
                         self._mqtt.port, reason_code)

@@ -22,6 +22,19 @@ class SparkplugConfig(Section):
     device_id: TopicLevel | None = Field(
         None, description="Sparkplug device id of the camera; unset = site.camera"
     )
+    primary_host_id: TopicLevel | None = Field(
+        None,
+        description="host_id of the Primary Host Application (Ignition's MQTT Engine, say): "
+        "births wait for its retained STATE online=true on spBv1.0/STATE/HOST_ID; while it is "
+        "offline DDATA is held (up to hold_max messages) and sent flagged is_historical after "
+        "the next birth; unset = publish whenever connected",
+    )
+    hold_max: int = Field(
+        3600, ge=1, le=1_000_000,
+        description="DDATA messages held in memory while the primary host is offline (one per "
+        "data_interval at most: 3600 = an hour at 1 s); beyond, the oldest are dropped and "
+        "counted",
+    )
     data_interval: float = Field(
         1.0, ge=1.0, le=3600,
         description="seconds between DDATA messages (changed metrics only; the daemon's "

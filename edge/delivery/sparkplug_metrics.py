@@ -48,6 +48,10 @@ def device_metrics(class_names: list[str], first_alias: int) -> list[MetricSpec]
         ("Last Defect/CD mm", DataType.Double),
         ("Model/Name", DataType.String),
         ("Model/Version", DataType.String),
+        # added later: after the first ones, so their aliases stay as they were
+        ("Inspection/Paused", DataType.Boolean),
+        ("Frames/Paused", DataType.UInt64),
+        ("Outbox/Oldest Age s", DataType.Double),
     ]
     definitions += [(f"Defects/{name}", DataType.UInt64) for name in class_names]
     definitions += [(f"Coil/Defects/{name}", DataType.UInt64) for name in class_names]

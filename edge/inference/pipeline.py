@@ -6,9 +6,10 @@ thread tiles each frame with `edge.inference.tiling.tile_frame` (the tile layout
 per frame
 size, then tiles are copied straight into the batch), runs the tiles in batches, hands the
 probabilities to the inspection (defect objects and coils, edge.defects.inspection) and its
-payloads to the sink (the publisher's non-blocking `submit`). Each loop checks its stop event at
-least every `_POLL_S` seconds. The inference loop kicks the systemd watchdog on every turn, so a
-stuck runtime stops the pings.
+payloads to the sink (the publisher's non-blocking `submit`). While inspection is paused (the
+`pause` command) the grabber still places and counts every frame but queues none. Each loop
+checks its stop event at least every `_POLL_S` seconds. The inference loop kicks the systemd
+watchdog on every turn, so a stuck runtime stops the pings.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from edge.observe.stats import Stats
 from edge.sources.base import CameraState, Frame, FrameSource
 
 if TYPE_CHECKING:  # the daemon wires them in; the pipeline only calls them
+    from edge.control.pause import InspectionPause
     from edge.defects.inspection import CoilInspection, TileInspection
     from edge.defects.position import StripLocator
 
@@ -125,6 +127,7 @@ class Pipeline:
         locator: StripLocator | None = None,
         save_state: Callable[[dict | None], object] | None = None,
         observer: Callable[[Frame, np.ndarray, np.ndarray, list[dict]], object] | None = None,
+        pause: InspectionPause | None = None,
     ) -> None:
         self.source = source
         self.processor = processor
@@ -133,6 +136,7 @@ class Pipeline:
         self.locator = locator
         self.save_state = save_state
         self.observer = observer  # sees every processed frame (the console's latest frame)
+        self.pause = pause  # the `pause` command: frames acquired, placed, counted, not queued
         self.stats = stats
         self.watchdog = watchdog
         self.frames = FrameQueue(frame_queue)
@@ -207,6 +211,11 @@ class Pipeline:
             if self.locator is not None:
                 frame.meta["placement"] = self.locator.place(frame.timestamp,
                                                              frame.image.shape[0])
+            if self.pause is not None and self.pause.active:
+                self.stats.frames_paused += 1
+                self.pause.skipped(frame.meta.get("placement"), frame.image.shape[0],
+                                   frame.timestamp)
+                continue
             self._queue(frame)
 
     def _queue(self, frame: Frame) -> None:

@@ -2,6 +2,7 @@
 
 /healthz answers 200 `ok` only while frames are processed (one within
 `metrics.healthy_frame_age` seconds) and the event broker connection is up; else 503 and why.
+A daemon whose inspection is paused (the `pause` command) is never healthy: it inspects nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def health(daemon, healthy_frame_age: float) -> tuple[bool, str]:
+    if daemon.pause.active:
+        return False, f"inspection {daemon.pause.describe()}"
     last = daemon.stats.last_frame_at
     if last is None:
         return False, "no frame processed yet"

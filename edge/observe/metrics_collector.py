@@ -80,6 +80,8 @@ class DaemonCollector:
             ("frames_dropped", "frames dropped because inference fell behind",
              daemon.pipeline.frames.dropped),
             ("frames_failed", "frames that failed in inference", stats.frames_failed),
+            ("frames_paused", "frames acquired while inspection was paused (not inspected)",
+             stats.frames_paused),
             ("events", "defect events built (one per frame with defects)", stats.events),
             ("events_rejected", "events lost because the event queue was full",
              daemon.publisher.rejected),
@@ -103,6 +105,17 @@ class DaemonCollector:
                                   labels=names)
         depth.add_metric(values, daemon.outbox.depth)
         yield depth
+        age = GaugeMetricFamily(f"{PREFIX}_outbox_oldest_age_seconds",
+                                "how long the oldest unsent event has waited (0: none)",
+                                labels=names)
+        age.add_metric(values, round(daemon.outbox.oldest_age_s, 3))
+        yield age
+        paused = GaugeMetricFamily(f"{PREFIX}_inspection_paused",
+                                   "1 while the pause command holds inspection (frames are "
+                                   "acquired, not inspected)", labels=names)
+        paused.add_metric(values, 1 if daemon.pause.active else 0)
+        yield paused
+        yield from self._sparkplug(daemon, names, values)
         for kind, state in (("camera", str(daemon.source.state)),
                             ("broker", daemon.mqtt.state),
                             ("tracking", getattr(daemon, "tracking_state", None))):
@@ -129,3 +142,18 @@ class DaemonCollector:
                                        "position on the current coil", labels=names)
             family.add_metric(values, coil.position_m)
             yield family
+
+    @staticmethod
+    def _sparkplug(daemon, names, values):
+        node = getattr(daemon.plant, "sparkplug", None)
+        if node is None:
+            return
+        held = GaugeMetricFamily(f"{PREFIX}_sparkplug_held",
+                                 "DDATA held while the primary host is offline", labels=names)
+        held.add_metric(values, len(node.held))
+        yield held
+        dropped = CounterMetricFamily(f"{PREFIX}_sparkplug_held_dropped",
+                                      "held DDATA dropped, oldest first, past sparkplug.hold_max",
+                                      labels=names)
+        dropped.add_metric(values, node.held.dropped)
+        yield dropped

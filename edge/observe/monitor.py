@@ -133,6 +133,11 @@ class Monitor:
                 parts.insert(2, f"coil {self.stats.get('coil_id') or '-'} "
                                 f"(tracking {self.stats.get('tracking_state', '?')})")
                 parts.append(f"coil reports {len(self.coil_reports)}")
+            inspection = self.status.get("inspection") or {}
+            if inspection.get("state") == "paused":  # no events then mean nothing
+                parts.insert(0, f"INSPECTION PAUSED by {inspection.get('by') or '?'} since "
+                                f"{inspection.get('since')} "
+                                f"({self.stats.get('frames_paused', 0)} frames not inspected)")
             if self.gaps:
                 parts.append(f"gaps {self.gaps}")
             if self.duplicates:

@@ -22,6 +22,7 @@ class Stats:
         self.frames_in = 0
         self.frames_processed = 0
         self.frames_failed = 0
+        self.frames_paused = 0  # acquired while inspection was paused: not inspected
         self.model_faults = 0  # frames whose model outputs were invalid (also in frames_failed)
         self.events = 0
         self.defects_by_class: Counter[str] = Counter()

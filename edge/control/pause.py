@@ -1,0 +1,124 @@
+"""Inspection paused by the `pause` command (docs/mqtt.md, "Commands from SCADA").
+
+While paused the camera keeps acquiring: every frame is still placed on the strip (coil and MD
+go on) and counted in `frames_paused`, but never inspected, so a coil report's coverage shows
+the gap and no paused stretch can pass for "no defects". The status, stats, Sparkplug metrics,
+/metrics and /healthz all say "paused".
+
+A pause is not kept across restarts: a daemon that starts inspects. The STATE_DIR/paused.json
+marker written while paused only lets the next start say loudly that a pause ended with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.observe.stats import utc_iso
+
+log = logging.getLogger(__name__)
+
+MARKER = "paused.json"
+
+
+@dataclass
+class PausedCoil:
+    """What the grabber saw of a coil while paused: enough to report a coil never inspected."""
+
+    first: object  # edge.defects.position.Placement of its first paused frame
+    last: object  # ... and of its last one
+    height_px: int
+    last_ts: float
+
+
+class InspectionPause:
+    def __init__(self, state_dir: Path) -> None:
+        self.marker = Path(state_dir) / MARKER
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self.by: str | None = None
+        self.reason: str | None = None
+        # coil_key -> frames acquired while paused, and what was seen of the coil (written by
+        # the grabber; the inference thread reads and pops them when the coil is reported)
+        self.frames_by_coil: dict[int, int] = {}
+        self.coils: dict[int, PausedCoil] = {}
+
+    @property
+    def active(self) -> bool:
+        return self._since is not None
+
+    def skipped(self, placement, height_px: int, timestamp: float) -> None:
+        """The grabber acquired a frame while paused (placement None: events v1, no coil)."""
+        if placement is None:
+            return
+        key = placement.coil_key
+        seen = self.coils.get(key)
+        if seen is None:
+            self.coils[key] = PausedCoil(placement, placement, height_px, timestamp)
+        else:
+            seen.last, seen.height_px, seen.last_ts = placement, height_px, timestamp
+        self.frames_by_coil[key] = self.frames_by_coil.get(key, 0) + 1
+
+    def pause(self, by: str | None, reason: str | None) -> dict:
+        with self._lock:
+            if self._since is None:
+                self._since, self.by, self.reason = time.time(), by, reason
+                self._write_marker()
+                log.warning("INSPECTION PAUSED by %s (%s): frames are acquired and counted, NOT "
+                            "inspected, until `resume` or a restart", by or "?", reason or "-")
+            return self.status()
+
+    def resume(self, by: str | None) -> dict:
+        with self._lock:
+            if self._since is not None:
+                log.warning("inspection resumed by %s after %.0f s paused", by or "?",
+                            time.time() - self._since)
+                self._since = self.by = self.reason = None
+                self._remove_marker()
+            return self.status()
+
+    def status(self) -> dict:
+        """For the status message, the stats and the command answers."""
+        since = self._since
+        if since is None:
+            return {"state": "running"}
+        return {"state": "paused", "since": utc_iso(since), "by": self.by, "reason": self.reason}
+
+    def describe(self) -> str:
+        since = self._since
+        if since is None:
+            return "running"
+        return f"paused by {self.by or '?'} for {time.time() - since:.0f} s ({self.reason or '-'})"
+
+    def report_previous_run(self) -> None:
+        """At start: a pause the last run ended with does not carry over; say so loudly."""
+        try:
+            saved = json.loads(self.marker.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            saved = {"error": str(exc)}
+        log.warning("INSPECTION WAS PAUSED when the daemon last stopped (%s); a pause does not "
+                    "survive a restart: inspecting again now (send `pause` to pause again)",
+                    json.dumps(saved, allow_nan=False))
+        self._remove_marker()
+
+    def _write_marker(self) -> None:
+        try:
+            self.marker.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.marker.with_suffix(".tmp")
+            temporary.write_text(json.dumps(self.status(), allow_nan=False))
+            os.replace(temporary, self.marker)
+        except OSError as exc:  # only the restart's warning depends on it
+            log.warning("%s: cannot write the pause marker: %s", self.marker, exc)
+
+    def _remove_marker(self) -> None:
+        try:
+            self.marker.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("%s: cannot remove the pause marker: %s", self.marker, exc)
