@@ -8,6 +8,7 @@ COMMANDS = {
     "replay": ("edge.commands.replay", "process a folder of images once and wait for every ack"),
     "monitor": ("edge.commands.monitor", "live summary of a camera's MQTT topics"),
     "console": ("edge.commands.console", "read-only web page of the line (inspection console)"),
+    "model": ("edge.commands.model", "install, list, roll back or remove gated models"),
 }
 
 
