@@ -89,12 +89,13 @@ def _check_model(config):
     import numpy as np  # noqa: PLC0415
 
     from edge.defects.events import DefectRule  # noqa: PLC0415
+    from edge.inference.batchsize import configured_max_batch  # noqa: PLC0415
     from edge.inference.cpuflags import inference_threads  # noqa: PLC0415
     from edge.inference.model import NO_CAM, load_model  # noqa: PLC0415
     from edge.inference.pipeline import FrameProcessor  # noqa: PLC0415
 
     m = config.model
-    model = load_model(m.path, m.backend, max_batch=m.max_batch,
+    model = load_model(m.path, m.backend, max_batch=configured_max_batch(config),
                        threads=inference_threads(m.threads),
                        allow_ungated=m.allow_ungated)
     try:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from edge.config import EdgeConfig
 from edge.defects.events import DefectRule, model_info
 from edge.errors import SteelInspectError
+from edge.inference.batchsize import configured_max_batch
 from edge.inference.cpuflags import inference_threads
 from edge.inference.model import LoadedModel, load_model
 from edge.inference.pipeline import FrameProcessor, Pipeline
@@ -28,7 +29,7 @@ _SWAP_TIMEOUT_S = 30.0
 
 def load_configured_model(config: EdgeConfig) -> LoadedModel:
     m = config.model
-    return load_model(m.path, m.backend, max_batch=m.max_batch,
+    return load_model(m.path, m.backend, max_batch=configured_max_batch(config),
                       threads=inference_threads(m.threads), allow_ungated=m.allow_ungated)
 
 
