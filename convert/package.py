@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.build import DEFAULT_CALIB_IMAGES, TILES_PER_FRAME
 from convert.gate import eval_settings, reference_rows
 from convert.gateset import gate_arrays
 from convert.onnx_graph import check_contract, graph_outputs, load_onnx
@@ -37,15 +38,10 @@ from edge.inference.package import (
     open_package,
 )
 from edge.inference.runtime.base import CAM_OUTPUT
-from edge.inference.tiling import tile_boxes
 from train import rundir
 
 log = logging.getLogger(__name__)
 
-TILES_PER_FRAME = len(tile_boxes(256, 1600))
-# 128 training images (896 tiles): the demo model's INT8 build passes its gate with it
-# (docs/convert.md, "Model packages"); 64 was at the edge of the gate.
-DEFAULT_CALIB_IMAGES = 128
 
 
 @dataclass
