@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -143,3 +145,21 @@ def test_daemon_runs_from_current_and_a_sighup_after_install_takes_the_new_versi
         subscriber.close()
     assert "model swapped: now steel-tiny" in daemon.log
     assert json.loads((second.folder / "install.json").read_text())["version"] == second.name
+
+
+def test_the_daemon_and_the_edge_commands_do_not_import_convert():
+    """Only `edge model install` imports convert, when it runs (docs/line-pc.md)."""
+    code = ("import sys; from edge.cli import COMMANDS; from edge.clirunner import build_parser; "
+            "build_parser('edge', '', COMMANDS); import edge.daemon, edge.commands.model; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'convert', 'train', "
+            "'tensorflow', 'onnx'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_a_store_the_user_cannot_write_is_one_line(tmp_path, capsys, model_package):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    code, _, err = edge(capsys, "model", "install", model_package, "--store", blocked / "models")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "service user" in err, err

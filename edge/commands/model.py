@@ -77,6 +77,14 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     store = ModelStore(args.store)
+    try:
+        return _run(args, store)
+    except OSError as exc:  # a store the user may not write (run as the service user)
+        raise ModelError(f"{store.root}: {exc.strerror or exc} ({exc.filename or 'store'}); "
+                         "run as the service user: sudo -u steel-inspect edge model ...") from None
+
+
+def _run(args, store: ModelStore) -> int:
     if args.action == "install":
         return install(args, store)
     if args.action == "list":
