@@ -69,6 +69,12 @@ class BundledGateSet:
         counts = arrays["test_frames_counts"]
         if int(counts.sum()) != len(arrays["test_frames_tiles"]) or (counts < 1).any():
             raise PackageError(f"{path}: gate set frame tile counts do not add up")
+        for tiles, labels, n in (("test_crops_tiles", "test_crops_labels", None),
+                                 ("test_frames_tiles", "test_frames_labels", len(counts)),
+                                 ("validation_crops_tiles", "validation_crops_labels", None)):
+            expected = len(arrays[tiles]) if n is None else n
+            if arrays[tiles].dtype != np.uint8 or len(arrays[labels]) != expected:
+                raise PackageError(f"{path}: gate set {tiles} and {labels} do not match")
         return cls(arrays)
 
     def test_tiles(self) -> int:
