@@ -1,7 +1,8 @@
 """Hot swap: load the configured model again in the background and swap it in between frames.
 
 `systemctl reload` (ExecReload sends SIGHUP) or SIGHUP asks the daemon to reload. A background
-thread loads `model.path` (the file may have been replaced by a newly gated engine), which checks
+thread loads `model.path` (a newly gated engine moved over the file, or, with the model store, the
+version `current` names now: `edge model install` / `rollback`), which checks
 its manifest and gate and warms it up, then hands the pipeline the new processor and model
 info (for the events); the inference thread takes them between two frames, so no frame is lost
 or processed twice, and every event names the model that made it. If the new model fails to load
