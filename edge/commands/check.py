@@ -116,6 +116,8 @@ def _check_model(config):
     localisation = f"cam {cam[0]}x{cam[1]}" if cam else NO_CAM
     detail = (f"{card.name} {card.version} ({m.backend}, {spec.width}x{spec.height} tiles, "
               f"batch {spec.max_batch}; thresholds {thresholds}; {localisation})")
+    if model.path != Path(m.path):  # the model store: say which version current named
+        detail = f"{detail}\n  from {model.path}"
     if model.admission.warning:
         detail = f"{detail}\n  WARNING: {model.admission.warning}"
     return detail, model
