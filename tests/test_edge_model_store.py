@@ -14,9 +14,10 @@ import pytest
 
 from edge.cli import main as edge_main
 from edge.commands.model import choose_engine
+from edge.errors import ModelError
 from edge.inference.model import load_model, read_manifest
 from edge.inference.package import open_package
-from edge.inference.store import ModelStore
+from edge.inference.store import ModelStore, resolve_model_path
 from tests.fixtures.broker import Subscriber, wait_until
 from tests.fixtures.edge_daemon import DaemonProcess, daemon_sections, write_config
 
@@ -163,3 +164,13 @@ def test_a_store_the_user_cannot_write_is_one_line(tmp_path, capsys, model_packa
     blocked.write_text("not a folder")
     code, _, err = edge(capsys, "model", "install", model_package, "--store", blocked / "models")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "service user" in err, err
+
+
+def test_model_path_that_is_no_store_or_whose_current_is_gone_is_one_line(tmp_path):
+    with pytest.raises(ModelError, match="neither a model store"):
+        resolve_model_path(tmp_path)
+    (tmp_path / "current").symlink_to("v-removed-by-hand")
+    with pytest.raises(ModelError, match="which is gone; run edge model rollback"):
+        resolve_model_path(tmp_path)
+    engine = tmp_path / "engine.onnx"
+    assert resolve_model_path(engine) == engine  # a file is taken as it is

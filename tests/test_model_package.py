@@ -68,7 +68,7 @@ def _flip_a_byte(name: str, data: bytes) -> bytes:
      "package format_version 2 is unknown"),
     (lambda src, dst: rewrite_package(src, dst, lambda n, d: None if n == "package.json" else d),
      "missing member package.json"),
-])
+], ids=["tampered-member", "missing-member", "unknown-version", "missing-index"])
 def test_damaged_package_is_refused_with_one_line(model_package, tmp_path, capsys, damage,
                                                   message):
     broken = damage(model_package, tmp_path / "broken.sipkg")
