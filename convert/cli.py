@@ -5,6 +5,7 @@ from edge.clirunner import run_main
 COMMANDS = {
     "export-onnx": ("convert.commands.export_onnx", "export RUN_DIR/model.keras to ONNX"),
     "build-engine": ("convert.commands.build_engine", "build an engine and gate it on test F1"),
+    "package": ("convert.commands.package", "write a model package (.sipkg) for the line PCs"),
 }
 
 

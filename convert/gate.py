@@ -27,8 +27,7 @@ from tqdm import tqdm
 from edge.errors import ModelError
 from edge.inference.modelcard import ModelCard
 from edge.inference.paired import PairedColumn, compare_decisions
-from edge.inference.tiling import tile_boxes
-from train.evaluation import EvalSettings, crop_scores, metrics_of, score_split
+from train.evaluation import EvalSettings, metrics_of
 from train.metrics import apply_thresholds, best_thresholds
 
 log = logging.getLogger(__name__)
@@ -177,55 +176,45 @@ class _Progress:
         self.bar.close()
 
 
-def _tile_count(folder, ids: list[str], settings: EvalSettings, views) -> int:
-    per_frame = len(tile_boxes(folder.height, folder.width, settings.tile, settings.frame_stride))
-    per_image = {"crops": settings.crops_per_image, "frames": per_frame}
-    return len(ids) * sum(per_image[v] for v in views)
-
-
-def score_test(predict: Predictor, folder, splits: dict, settings: EvalSettings, desc: str):
-    ids = list(splits["test"])
-    progress = _Progress(predict, desc, _tile_count(folder, ids, settings, VIEWS))
+def score_test(predict: Predictor, gate_set, desc: str):
+    progress = _Progress(predict, desc, gate_set.test_tiles())
     try:
-        return score_split(progress, folder, ids, settings)
+        return gate_set.score_test(progress)
     finally:
         progress.close()
 
 
-def reselect_thresholds(predict: Predictor, folder, splits: dict, settings: EvalSettings):
+def reselect_thresholds(predict: Predictor, gate_set):
     """Thresholds chosen on the candidate's validation crops, as training chose the card's."""
-    ids = list(splits.get("validation") or [])
-    if not ids:
-        raise ModelError("the run's splits have no validation images")
-    progress = _Progress(predict, "gate: validation crops", _tile_count(folder, ids, settings,
-                                                                         ("crops",)))
+    progress = _Progress(predict, "gate: validation crops", gate_set.validation_tiles())
     try:
-        scored = crop_scores(progress, folder, ids, settings)
+        scored = gate_set.score_validation(progress)
     finally:
         progress.close()
+    if scored is None:
+        raise ModelError("the run's splits have no validation images")
     thresholds, _ = best_thresholds(scored.labels, scored.scores)
     return thresholds
 
 
 def run_gate(
     card: ModelCard,
-    folder,
-    splits: dict,
+    gate_set,
     candidate: Predictor,
     candidate_label: str,
     max_drop: float,
     onnx_fp32: Predictor | None = None,
 ) -> GateReport:
-    """Score the candidate (and the FP32 ONNX, when given) and compare with the card."""
-    settings = eval_settings(card)
+    """Score the candidate (and the FP32 ONNX, when given) on `gate_set` (a
+    convert.gateset.FolderGateSet or BundledGateSet) and compare with the card."""
     reference = reference_rows(card)
-    scored = score_test(candidate, folder, splits, settings, f"gate: {candidate_label}")
+    scored = score_test(candidate, gate_set, f"gate: {candidate_label}")
     measured = metrics_of(scored, card.thresholds)
-    reselected = reselect_thresholds(candidate, folder, splits, settings)
+    reselected = reselect_thresholds(candidate, gate_set)
     with_reselected = metrics_of(scored, reselected)
     onnx_metrics = onnx_scored = None
     if onnx_fp32 is not None:
-        onnx_scored = score_test(onnx_fp32, folder, splits, settings, "gate: onnx fp32")
+        onnx_scored = score_test(onnx_fp32, gate_set, "gate: onnx fp32")
         onnx_metrics = metrics_of(onnx_scored, card.thresholds)
     columns = [*card.class_names, DEFECT_FREE]
     rows: dict[str, dict[str, list[float]]] = {}

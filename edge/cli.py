@@ -9,6 +9,7 @@ COMMANDS = {
     "monitor": ("edge.commands.monitor", "live summary of a camera's MQTT topics"),
     "console": ("edge.commands.console", "read-only web page of the line (inspection console)"),
     "archive": ("edge.commands.archive", "export archived frames as a Severstal-format folder"),
+    "model": ("edge.commands.model", "install, list, roll back or remove gated models"),
 }
 
 

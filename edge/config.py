@@ -201,14 +201,18 @@ CameraConfig = Annotated[
 class ModelConfig(Section):
     path: ConfigPath = Field(
         description="model file: an engine (.onnx for onnxruntime) with its gate-passed "
-        "manifest PATH.json; a bare .onnx (card from modelcard.json) needs allow_ungated"
+        "manifest PATH.json; or the model store of `edge model install` (e.g. "
+        "/var/lib/steel-inspect/models, or its `current`): the version current names when "
+        "loading (also on reload); a bare .onnx (card from modelcard.json) needs allow_ungated"
     )
     backend: Literal["onnxruntime", "tensorrt"] = Field(
         "onnxruntime", description="inference backend"
     )
-    max_batch: int = Field(
-        16, ge=1, le=MAX_BATCH_LIMIT,
-        description="most tiles per inference call (a 256x256 tile batch of 1024 is 64 MiB)",
+    max_batch: int | None = Field(
+        None, ge=1, le=MAX_BATCH_LIMIT,
+        description="most tiles per inference call (a 256x256 tile batch of 1024 is 64 MiB); "
+        "unset = the tiles of one frame (from tiling.roi, camera.width/height or the first "
+        "replay image; 8 when only the camera knows)",
     )
     threads: int = Field(
         0, ge=0, le=256, description="CPU threads for onnxruntime; 0 = physical cores minus one"

@@ -24,3 +24,7 @@ class ModelFault(ModelError):
 
     The frame it was run on is not inspected: a fault is never read as "no defects".
     """
+
+
+class PackageError(ModelError):
+    """A model package (.sipkg) is damaged, tampered with, incomplete or of an unknown format."""

@@ -177,6 +177,16 @@ install_config() {
     fi
 }
 
+install_state() {
+    # the model store, so `sudo -u steel-inspect edge model install` works before the first start
+    # (systemd's StateDirectory= keeps the same folder and owner)
+    mkdir -p "$state_dir/models"
+    chmod 0750 "$state_dir" "$state_dir/models"
+    if [ "$on_host" = 1 ]; then
+        chown "$USER_NAME:$USER_NAME" "$state_dir" "$state_dir/models"
+    fi
+}
+
 install_unit() {
     mkdir -p "$(dirname "$unit_path")"
     install -m 0644 "$REPO/systemd/$UNIT" "$unit_path"
@@ -198,6 +208,7 @@ do_install() {
     install_venv
     install_docs
     install_config
+    install_state
     install_unit
     say "installed $UNIT (enabled, not started) under $root"
     if [ "$on_host" = 1 ]; then

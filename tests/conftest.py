@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.data",
     "tests.fixtures.model",
     "tests.fixtures.convert",
+    "tests.fixtures.packages",
     "tests.fixtures.broker",
     "tests.fixtures.camera",
     "tests.fixtures.edge_daemon",

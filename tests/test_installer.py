@@ -134,7 +134,7 @@ def test_uninstall_keeps_config_and_data_and_purge_removes_them(host_guard, root
     env, calls, _ = host_guard
     installer(env, "--root", str(root), "--no-install")
     outbox = root / "var/lib/steel-inspect/outbox.sqlite"
-    outbox.parent.mkdir(parents=True)
+    assert (root / "var/lib/steel-inspect/models").is_dir()  # the model store, made by install
     outbox.write_bytes(b"events not yet acknowledged")
     (root / "opt/steel-inspect/venv/bin").mkdir(parents=True)  # as a real install leaves it
     model = root / "opt/steel-inspect/models/model.onnx"

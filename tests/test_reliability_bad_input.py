@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from edge.cli import main as edge_main
-from edge.config import EdgeConfig, load_config, parse_config
+from edge.config import MAX_BATCH_LIMIT, EdgeConfig, load_config, parse_config
 from edge.delivery.mqtt import Topics
 from edge.errors import ConfigError, ModelError
 from edge.inference.model import file_sha256, load_model
@@ -209,7 +209,8 @@ def assert_usable(config: EdgeConfig) -> None:
     for seconds in (mqtt.flush_timeout, mqtt.stats_interval, mqtt.reconnect.max):
         assert seconds <= threading.TIMEOUT_MAX and seconds <= 86400, seconds
     tile_bytes = 256 * 256
-    assert config.model.max_batch * tile_bytes <= 2**30  # one batch of tiles, at most 1 GiB
+    max_batch = config.model.max_batch or MAX_BATCH_LIMIT  # unset: a frame's tiles, capped
+    assert max_batch * tile_bytes <= 2**30  # one batch of tiles, at most 1 GiB
     assert config.pipeline.frame_queue * 1600 * 256 * 3 <= 2**30  # the queued colour frames
     tiling, camera = config.tiling, config.camera
     if tiling.roi is not None and camera.width is not None:

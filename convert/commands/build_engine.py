@@ -27,6 +27,8 @@ def _drop(text: str) -> float:
 
 
 def add_arguments(parser) -> None:
+    from convert.build import DEFAULT_CALIB_IMAGES  # noqa: PLC0415
+
     parser.add_argument("--run", required=True, type=Path,
                         help="run folder with modelcard.json and model.onnx")
     parser.add_argument("--out", required=True, type=Path, help="engine file to write")
@@ -38,8 +40,9 @@ def add_arguments(parser) -> None:
                         help="tensorrt (GPU line PCs, default) or onnxruntime (CPU)")
     parser.add_argument("--max-batch", type=_positive, default=8,
                         help="largest batch the engine takes (default 8; 7 tiles per frame)")
-    parser.add_argument("--calib-images", type=_positive, default=64,
-                        help="INT8: training-split images whose tiles calibrate (default 64)")
+    parser.add_argument("--calib-images", type=_positive, default=DEFAULT_CALIB_IMAGES,
+                        help="INT8: training-split images whose tiles calibrate (default "
+                             f"{DEFAULT_CALIB_IMAGES})")
     parser.add_argument("--max-f1-drop", type=_drop, default=0.01,
                         help="largest allowed absolute F1 drop per class (default 0.01)")
     parser.add_argument("--data", type=Path, default=None,

@@ -89,12 +89,13 @@ def _check_model(config):
     import numpy as np  # noqa: PLC0415
 
     from edge.defects.events import DefectRule  # noqa: PLC0415
+    from edge.inference.batchsize import configured_max_batch  # noqa: PLC0415
     from edge.inference.cpuflags import inference_threads  # noqa: PLC0415
     from edge.inference.model import NO_CAM, load_model  # noqa: PLC0415
     from edge.inference.pipeline import FrameProcessor  # noqa: PLC0415
 
     m = config.model
-    model = load_model(m.path, m.backend, max_batch=m.max_batch,
+    model = load_model(m.path, m.backend, max_batch=configured_max_batch(config),
                        threads=inference_threads(m.threads),
                        allow_ungated=m.allow_ungated)
     try:
@@ -115,6 +116,8 @@ def _check_model(config):
     localisation = f"cam {cam[0]}x{cam[1]}" if cam else NO_CAM
     detail = (f"{card.name} {card.version} ({m.backend}, {spec.width}x{spec.height} tiles, "
               f"batch {spec.max_batch}; thresholds {thresholds}; {localisation})")
+    if model.path != Path(m.path):  # the model store: say which version current named
+        detail = f"{detail}\n  from {model.path}"
     if model.admission.warning:
         detail = f"{detail}\n  WARNING: {model.admission.warning}"
     return detail, model

@@ -5,6 +5,8 @@
   manifest is checked too: built for this backend, the engine file and ONNX hashes unchanged.
 - an engine `X` (backend tensorrt): `X.json` (the manifest) is required and checked against this
   machine by `edge.inference.manifest` (TensorRT version, GPU, ONNX hash).
+- a model store folder (`edge model install`), its `current` link or a version folder: the
+  engine of the version `current` points at when loading (`edge.inference.store`).
 
 Either way the model must have passed its gate (`edge.inference.admission`): a manifest with
 `gate.passed: false` or a bare ONNX is refused unless `allow_ungated` (commissioning).
@@ -23,6 +25,7 @@ from edge.inference.admission import Admission, admit
 from edge.inference.cpuflags import cpu_flags, int8_unsuited
 from edge.inference.modelcard import MODELCARD_FILE, ModelCard
 from edge.inference.runtime import Runtime, load_runtime
+from edge.inference.store import resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +111,7 @@ def check_engine_manifest(manifest: dict, path: Path, backend: str) -> None:
 def load_model(
     path: Path, backend: str, *, allow_ungated: bool = False, **runtime_options
 ) -> LoadedModel:
-    path = Path(path)
+    path = resolve_model_path(path)  # a model store or version folder -> its engine
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     manifest = read_manifest(path)

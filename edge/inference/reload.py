@@ -1,7 +1,8 @@
 """Hot swap: load the configured model again in the background and swap it in between frames.
 
 `systemctl reload` (ExecReload sends SIGHUP) or SIGHUP asks the daemon to reload. A background
-thread loads `model.path` (the file may have been replaced by a newly gated engine), which checks
+thread loads `model.path` (a newly gated engine moved over the file, or, with the model store, the
+version `current` names now: `edge model install` / `rollback`), which checks
 its manifest and gate and warms it up, then hands the pipeline the new processor and model
 info (for the events); the inference thread takes them between two frames, so no frame is lost
 or processed twice, and every event names the model that made it. If the new model fails to load
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from edge.config import EdgeConfig
 from edge.defects.events import DefectRule, model_info
 from edge.errors import SteelInspectError
+from edge.inference.batchsize import configured_max_batch
 from edge.inference.cpuflags import inference_threads
 from edge.inference.model import LoadedModel, load_model
 from edge.inference.pipeline import FrameProcessor, Pipeline
@@ -28,7 +30,7 @@ _SWAP_TIMEOUT_S = 30.0
 
 def load_configured_model(config: EdgeConfig) -> LoadedModel:
     m = config.model
-    return load_model(m.path, m.backend, max_batch=m.max_batch,
+    return load_model(m.path, m.backend, max_batch=configured_max_batch(config),
                       threads=inference_threads(m.threads), allow_ungated=m.allow_ungated)
 
 

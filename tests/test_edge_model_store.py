@@ -1,0 +1,176 @@
+"""`edge model install|list|rollback|remove` and the daemon on the store's `current`: the trained
+tiny model's packages built and gated on this CPU, a perturbed one refused with nothing switched,
+and a SIGHUP after an install swapping the running daemon to the new version."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from edge.cli import main as edge_main
+from edge.commands.model import choose_engine
+from edge.errors import ModelError
+from edge.inference.model import load_model, read_manifest
+from edge.inference.package import open_package
+from edge.inference.store import ModelStore, resolve_model_path
+from tests.fixtures.broker import Subscriber, wait_until
+from tests.fixtures.edge_daemon import DaemonProcess, daemon_sections, write_config
+
+
+def edge(capsys, *argv) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = edge_main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def installed_store(model_package, tmp_path_factory) -> ModelStore:
+    """A store with the default package installed as this machine's default engine."""
+    store = ModelStore(tmp_path_factory.mktemp("store") / "models")
+    assert edge_main(["model", "install", str(model_package), "--store", str(store.root),
+                      "--threads", "2"]) == 0
+    return store
+
+
+@pytest.fixture
+def store(installed_store, tmp_path) -> ModelStore:
+    """A private copy of the installed store."""
+    root = tmp_path / "models"
+    shutil.copytree(installed_store.root, root, symlinks=True)
+    return ModelStore(root)
+
+
+def test_install_builds_the_engine_that_suits_this_cpu_gates_it_and_makes_it_current(
+    installed_store, model_package
+):
+    package = open_package(model_package)
+    store = installed_store
+    assert store.current == package.version and store.previous is None
+    version = store.versions()[0]
+    assert sorted(p.name for p in version.folder.iterdir()) == [
+        "engine.onnx", "engine.onnx.json", "install.json", "package.json"]
+    backend, precision, _ = choose_engine(None, None)
+    manifest = read_manifest(version.engine)
+    assert manifest["gate"]["passed"] is True
+    assert (manifest["backend"], manifest["requested_precision"]) == (backend, precision)
+    assert version.record["precision"] == manifest["effective_precision"] == precision
+    if precision == "int8":  # the package's default calibration set passes the gate
+        assert manifest["calibration"]["tiles"] == package.index["calibration"]["tiles"]
+    loaded = load_model(store.root, backend, max_batch=7, threads=1)
+    try:
+        assert loaded.path == version.engine and loaded.admission.passed
+        assert loaded.card == package.card
+    finally:
+        loaded.close()
+    drops = {f"{v} {c}": round(r - x, 3) for v, rows in manifest["gate"]["rows"].items()
+             for c, r, x in zip(manifest["gate"]["columns"], rows["keras (model card)"],
+                                rows[f"{backend} {precision}"], strict=True)}
+    print(f"installed {backend} {precision}; F1 drops vs the card: {drops}")
+
+
+def test_a_perturbed_package_is_refused_and_nothing_is_switched(store, perturbed_package,
+                                                                capsys):
+    before = store.current
+    code, out, err = edge(capsys, "model", "install", perturbed_package, "--store", store.root,
+                          "--precision", "fp32", "--threads", "2")
+    assert code == 3, err
+    assert "gate refused" in err and f"current stays {before}" in err and "verdict: FAIL" in out
+    assert store.current == before and store.previous is None
+    assert [v.name for v in store.versions()] == [before]
+    assert [p.name for p in store.root.iterdir() if p.name.startswith(".installing")] == []
+
+
+def test_list_rollback_and_remove(store, second_package, capsys):
+    first = store.current
+    second = open_package(second_package).version
+    code, out, err = edge(capsys, "model", "install", second_package, "--store", store.root,
+                          "--precision", "fp32", "--threads", "2")
+    assert code == 0, err
+    assert (store.current, store.previous) == (second, first)
+    code, out, _ = edge(capsys, "model", "list", "--store", store.root)
+    marks = {line.split()[1]: line.split()[0] for line in out.splitlines()}
+    assert code == 0 and marks == {first: "-", second: "*"}
+    code, again, err = edge(capsys, "model", "install", second_package, "--store", store.root)
+    assert code == 2 and "already installed and current" in err
+    assert edge(capsys, "model", "rollback", "--store", store.root)[0] == 0
+    assert (store.current, store.previous) == (first, second)
+    code, _, err = edge(capsys, "model", "remove", first, "--store", store.root)
+    assert code == 2 and "is the current model" in err
+    assert edge(capsys, "model", "remove", second, "--store", store.root)[0] == 0
+    assert [v.name for v in store.versions()] == [first] and store.previous is None
+    code, _, err = edge(capsys, "model", "rollback", "--store", store.root)
+    assert code == 2 and "no previous version" in err
+
+
+def test_daemon_runs_from_current_and_a_sighup_after_install_takes_the_new_version(
+    store, second_package, synth_data, tmp_path, mqtt_broker
+):
+    images = tmp_path / "frames"
+    images.mkdir()
+    for path in sorted((synth_data / "train_images").iterdir())[:20]:
+        shutil.copy(path, images)
+    backend = read_manifest(store.versions()[0].engine)["backend"]
+    sections = daemon_sections(tmp_path, mqtt_broker, store.root, images,
+                               camera={"rate": 10, "loop": True})
+    sections["model"]["backend"] = backend
+    subscriber = Subscriber(mqtt_broker.host, mqtt_broker.port, "steel-inspect/#")
+    daemon = DaemonProcess(write_config(tmp_path / "edge.toml", sections))
+
+    def running_sha() -> str | None:
+        status = subscriber.payloads("/status")
+        return status[-1]["model"]["sha256"] if status else None
+
+    try:
+        first = read_manifest(store.versions()[0].engine)
+        first_sha = first["engine_sha256"]
+        assert wait_until(lambda: running_sha() == first_sha, timeout=30), daemon.log
+        other = "fp16" if first["effective_precision"] == "fp32" else "fp32"  # another engine
+        assert edge_main(["model", "install", str(second_package), "--store", str(store.root),
+                          "--precision", other, "--threads", "1"]) == 0
+        second = ModelStore(store.root).versions()[-1]
+        second_sha = read_manifest(second.engine)["engine_sha256"]
+        assert second_sha != first_sha
+        daemon.signal(signal.SIGHUP)
+        assert wait_until(lambda: running_sha() == second_sha, timeout=30), daemon.log
+        assert daemon.process.poll() is None
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0
+    finally:
+        daemon.stop()
+        subscriber.close()
+    assert "model swapped: now steel-tiny" in daemon.log
+    assert json.loads((second.folder / "install.json").read_text())["version"] == second.name
+
+
+def test_the_daemon_and_the_edge_commands_do_not_import_convert():
+    """Only `edge model install` imports convert, when it runs (docs/line-pc.md)."""
+    code = ("import sys; from edge.cli import COMMANDS; from edge.clirunner import build_parser; "
+            "build_parser('edge', '', COMMANDS); import edge.daemon, edge.commands.model; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'convert', 'train', "
+            "'tensorflow', 'onnx'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_a_store_the_user_cannot_write_is_one_line(tmp_path, capsys, model_package):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    code, _, err = edge(capsys, "model", "install", model_package, "--store", blocked / "models")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "service user" in err, err
+
+
+def test_model_path_that_is_no_store_or_whose_current_is_gone_is_one_line(tmp_path):
+    with pytest.raises(ModelError, match="neither a model store"):
+        resolve_model_path(tmp_path)
+    (tmp_path / "current").symlink_to("v-removed-by-hand")
+    with pytest.raises(ModelError, match="which is gone; run edge model rollback"):
+        resolve_model_path(tmp_path)
+    engine = tmp_path / "engine.onnx"
+    assert resolve_model_path(engine) == engine  # a file is taken as it is
