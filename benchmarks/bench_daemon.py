@@ -3,10 +3,9 @@
     .venv/bin/python benchmarks/bench_daemon.py [--frames 3000] [--repeat 3] [--cpu N | --no-pin]
         [--profile] [--cases "no defects,..."]
 
-The model is the null runtime (`edge.inference.runtime.null`: fixed probabilities, no inference),
-so what is
-timed is the daemon itself: tiling and batching, thresholds, event building, JSON, the SQLite
-outbox (appends synced to disk) and QoS 1 publishing to a real mosquitto started on a free
+The model is the null runtime (`edge.inference.runtime.null`: fixed probabilities, no inference), so
+what is timed is the daemon itself: tiling and batching, thresholds, event building, JSON, the
+SQLite outbox (appends synced to disk) and QoS 1 publishing to a real mosquitto started on a free
 loopback port. Three cases: no defects (no events), one class on every tile (one event of 7
 defects per frame) and all three classes on every tile (21 defects per frame); the two defect
 cases also "+ CAM": the runtime then has a `cam` output (8x8 maps per class, varied cells whose

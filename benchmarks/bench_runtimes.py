@@ -10,13 +10,11 @@ other frames, 8 for ResNet152), all cached under .test-cache/bench-runtimes/ARCH
 ResNet152 peaks at 11-12 GiB RSS, so the script exports it only when that much memory is
 available (or --force).
 
-Every measurement runs in its own child process (own thread settings, memory given back after):
-ONNX Runtime through `edge.inference.runtime.load_runtime("onnxruntime", ..., threads=T)` exactly
-as the
-daemon loads it, Keras through `predict_on_batch` with T intra-op threads. All of them run the
-same tiles: 1600x256 frames of a `train synth` data set cut by `edge.inference.tiling` (synthetic
-tiles if
-there is no data set). Batch 1 and batch 7 (one 1600x256 frame) are timed for about --seconds
+Every measurement runs in its own child process (own thread settings, memory given back after): ONNX
+Runtime through `edge.inference.runtime.load_runtime("onnxruntime", ..., threads=T)` exactly as the
+daemon loads it, Keras through `predict_on_batch` with T intra-op threads. All of them run the same
+tiles: 1600x256 frames of a `train synth` data set cut by `edge.inference.tiling` (synthetic tiles
+if there is no data set). Batch 1 and batch 7 (one 1600x256 frame) are timed for about --seconds
 each after one warm-up batch; with --repeat N the runtimes are measured in N rounds and each
 shows its fastest (the load average beside it is that round's). The "max |dp|" column compares
 each runtime's probabilities with ONNX Runtime FP32 on the first 14 tiles. "tiles per CPU-s" is

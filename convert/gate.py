@@ -1,8 +1,7 @@
 """The F1 gate: a candidate engine may not lose more than `max_drop` F1 against the Keras model.
 
-The reference is the Keras model's test F1 recorded in the model card at training time, so the
-gate also catches a broken export. The candidate runs, through an `edge.inference.runtime` backend,
-over
+The reference is the Keras model's test F1 recorded in the model card at training time, so the gate
+also catches a broken export. The candidate runs, through an `edge.inference.runtime` backend, over
 exactly the tiles training evaluated (`train.evaluation.score_split` with the card's settings):
 per-class F1 at the card's thresholds plus defect-free F1, for crops and for frames. Beside it:
 the FP32 ONNX, and the candidate with thresholds re-selected on its own validation crops.
