@@ -30,7 +30,7 @@ from convert.tiles import calibration_tiles, open_run_data, tiles_sha256
 from convert.trt86 import blocking, check_tensorrt86
 from edge.errors import ModelError
 from edge.inference.cpuflags import cpu_flags, int8_reduce_range
-from edge.inference.model import file_sha256, manifest_path
+from edge.inference.manifest import file_sha256, manifest_path
 from edge.inference.modelcard import MODELCARD_FILE, ModelCard
 from edge.inference.runtime import load_runtime
 from edge.inference.runtime.base import CAM_OUTPUT

@@ -16,7 +16,7 @@ from convert.build import BuildOptions, BuildOutcome, build_gate_publish, calibr
 from convert.gateset import BundledGateSet
 from convert.onnx_graph import check_contract, load_onnx
 from edge.errors import PackageError
-from edge.inference.model import file_sha256
+from edge.inference.manifest import file_sha256
 from edge.inference.package import CALIBRATION_MEMBER, GATE_MEMBER, ONNX_MEMBER, ModelPackage
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from convert.gate import GateReport
 from convert.onnx_graph import TensorInfo
-from edge.inference.manifest import MANIFEST_VERSION, Platform
-from edge.inference.model import file_sha256
+from edge.inference.manifest import MANIFEST_VERSION, Platform, file_sha256
 from edge.inference.modelcard import ModelCard, package_versions
 
 # what edge.inference.runtime's infer() takes, whatever the engine's input

@@ -26,7 +26,7 @@ from convert.gateset import gate_arrays
 from convert.onnx_graph import check_contract, graph_outputs, load_onnx
 from convert.tiles import calibration_tiles, open_run_data, tiles_sha256
 from edge.errors import ModelError
-from edge.inference.model import file_sha256
+from edge.inference.manifest import file_sha256
 from edge.inference.modelcard import MODELCARD_FILE, ModelCard, package_versions
 from edge.inference.package import (
     CALIBRATION_MEMBER,

@@ -12,7 +12,8 @@ from convert.cam import sigmoid_of_mean
 from convert.onnx_graph import graph_outputs, head_nodes
 from edge.errors import ModelError
 from edge.inference.cpuflags import cpu_flags, int8_reduce_range
-from edge.inference.model import file_sha256, load_model
+from edge.inference.manifest import file_sha256
+from edge.inference.model import load_model
 from edge.inference.modelcard import ModelCard
 from tests.fixtures.convert import THREADS, copy_run, negate_head, run_convert, tile_batch
 

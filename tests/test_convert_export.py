@@ -55,7 +55,7 @@ def test_export_matches_keras_on_real_tiles(exported_run):
 
 def test_exporting_the_same_model_twice_gives_the_same_file(exported_run, tmp_path):
     from convert.export import export_onnx  # noqa: PLC0415
-    from edge.inference.model import file_sha256  # noqa: PLC0415
+    from edge.inference.manifest import file_sha256  # noqa: PLC0415
 
     run = copy_run(exported_run.path.parent, tmp_path / "run")
     (run / "model.onnx").unlink()

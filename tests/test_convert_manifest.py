@@ -14,9 +14,10 @@ from edge.inference.manifest import (
     Platform,
     capability_problem,
     check_manifest,
+    file_sha256,
     mismatches,
 )
-from edge.inference.model import file_sha256, load_model
+from edge.inference.model import load_model
 
 GTX1060 = Platform("8.6.1", "NVIDIA GeForce GTX 1060 6GB", "6.1")
 

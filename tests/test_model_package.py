@@ -13,7 +13,7 @@ from convert.gateset import BundledGateSet, FolderGateSet
 from convert.tiles import calibration_tiles, open_run_data, tiles_sha256
 from edge.cli import main as edge_main
 from edge.errors import PackageError
-from edge.inference.model import file_sha256
+from edge.inference.manifest import file_sha256
 from edge.inference.modelcard import ModelCard
 from edge.inference.package import open_package
 from edge.inference.runtime import load_runtime

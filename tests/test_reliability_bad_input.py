@@ -30,7 +30,8 @@ from edge.cli import main as edge_main
 from edge.config import MAX_BATCH_LIMIT, EdgeConfig, load_config, parse_config
 from edge.delivery.mqtt import Topics
 from edge.errors import ConfigError, ModelError
-from edge.inference.model import file_sha256, load_model
+from edge.inference.manifest import file_sha256
+from edge.inference.model import load_model
 from edge.inference.modelcard import ModelCard
 from edge.sources.replay import UnreadableImage, read_gray
 from tests.fixtures.broker import Subscriber

@@ -8,6 +8,7 @@ tested without TensorRT or a GPU: pass `platform=` (a `Platform`) to `check_mani
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,18 @@ INSTALL_HINT = (
     "pip install steel-inspect[tensorrt] (TensorRT 8.6.1 with CUDA 11.8/12.x for GTX 10xx Pascal "
     "SM 6.x; TensorRT >= 10, < 11 for Turing SM 7.5 and newer)"
 )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.name + ".json")
 
 
 @dataclass(frozen=True)
@@ -138,7 +151,6 @@ def check_manifest(
     `platform` defaults to probing this machine. `onnx_path` (default: the ONNX the manifest
     names, when it still exists) must still have the hash the engine was built from.
     """
-    from edge.inference.model import file_sha256, manifest_path  # noqa: PLC0415 (edge.inference.model imports us)
 
     engine_path = Path(engine_path)
     where = manifest_path(engine_path)
@@ -160,7 +172,6 @@ def check_manifest(
 
 
 def _check_onnx(manifest: dict, where: Path, onnx_path: Path | None) -> None:
-    from edge.inference.model import file_sha256  # noqa: PLC0415
 
     recorded_path, recorded = manifest.get("onnx_path"), manifest.get("onnx_sha256")
     path = Path(onnx_path) if onnx_path is not None else Path(recorded_path or "")

@@ -14,7 +14,6 @@ Either way the model must have passed its gate (`edge.inference.admission`): a m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from edge.errors import ModelError
 from edge.inference.admission import Admission, admit
 from edge.inference.cpuflags import cpu_flags, int8_unsuited
+from edge.inference.manifest import check_manifest, file_sha256, manifest_path
 from edge.inference.modelcard import MODELCARD_FILE, ModelCard
 from edge.inference.runtime import Runtime, load_runtime
 from edge.inference.store import resolve_model_path
@@ -47,18 +47,6 @@ class LoadedModel:
 
     def close(self) -> None:
         self.runtime.close()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def manifest_path(model_path: Path) -> Path:
-    return model_path.with_name(model_path.name + ".json")
 
 
 def read_manifest(path: Path) -> dict | None:
@@ -97,7 +85,6 @@ def input_mismatch(spec, card: ModelCard) -> str | None:
 
 
 def check_engine_manifest(manifest: dict, path: Path, backend: str) -> None:
-    from edge.inference.manifest import check_manifest  # noqa: PLC0415 (edge.inference.manifest imports us)
 
     built_for = manifest.get("backend")
     if built_for is not None and built_for != backend:
