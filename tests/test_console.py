@@ -237,3 +237,19 @@ def test_payload_text_is_escaped_in_pages(tmp_path):
         page = client.get(url).text
         assert "<script>alert" not in page and "<img src=x" not in page, url
         assert "&lt;" in page, url
+
+
+def test_frames_before_tracking_with_no_coil_id_render(tmp_path):
+    """A daemon's first frames (before the L2 message) and their report carry coil_id null."""
+    state = ConsoleState(max_events=10, max_coils=10)
+    state.add_event(p.event("cam1", None, 1, 0.0), None)
+    state.add_event(p.event("cam1", "A", 2, 0.0), None)
+    report = p.coil_report("cam1", None)
+    p.schema_valid("coils", report)
+    state.add_coil_report(report)
+    assert state.coil_ids() == ["A"]
+    client = client_of(state, tmp_path)
+    for url in ["/coils", "/defects", "/coils/A"]:
+        assert client.get(url).status_code == 200, url
+    assert "(no coil id)" in client.get("/coils").text
+    assert client.get("/coils/None").status_code == 404
