@@ -76,8 +76,8 @@ def build_app(state: ConsoleState, archive: Archive, line: str, page_size: int,
         return render(request, "commissioning.html", view="commissioning", camera=camera)
 
     async def coils(request: Request):
-        current = sorted({s.get("coil_id") for s in state.snapshot()["cameras"].values()
-                          if s["stats"].get("coil_id")} - {None})
+        current = sorted({c["stats"]["coil_id"] for c in state.snapshot()["cameras"].values()
+                          if c["stats"].get("coil_id")})
         return render(request, "coils.html", view="coils", current=current,
                       reports=state.coil_reports())
 
