@@ -255,3 +255,36 @@ def test_frames_before_tracking_with_no_coil_id_render(tmp_path):
         assert client.get(url).status_code == 200, url
     assert "(no coil id)" in client.get("/coils").text
     assert client.get("/coils/None").status_code == 404
+
+
+def test_the_latest_frame_is_served_whole_while_the_daemon_replaces_it(tmp_path):
+    """The daemon renames a new latest/{camera}.jpg into place every few hundred ms; a response
+    must never mix two files' sizes and bytes (browsers saw ERR_CONTENT_LENGTH_MISMATCH)."""
+    import os  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    latest = tmp_path / "latest"
+    latest.mkdir()
+    bodies = [b"\xff\xd8" + bytes([i]) * size + b"\xff\xd9"
+              for i, size in enumerate((1_000, 50_000))]
+    stop = threading.Event()
+
+    def replace_forever():
+        i = 0
+        while not stop.is_set():
+            (latest / "next.tmp").write_bytes(bodies[i % 2])
+            os.replace(latest / "next.tmp", latest / "cam1.jpg")
+            i += 1
+
+    (latest / "cam1.jpg").write_bytes(bodies[0])
+    writer = threading.Thread(target=replace_forever, daemon=True)
+    writer.start()
+    try:
+        client = client_of(ConsoleState(10, 10), tmp_path)
+        for _ in range(60):
+            response = client.get("/latest/cam1.jpg")
+            assert response.status_code == 200 and response.content in bodies
+            assert int(response.headers["content-length"]) == len(response.content)
+    finally:
+        stop.set()
+        writer.join(5)

@@ -17,7 +17,13 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -121,13 +127,13 @@ def build_app(state: ConsoleState, archive: Archive, line: str, page_size: int,
                             headers={"Cache-Control": "max-age=3600"})
 
     async def latest_image(request: Request):
-        image, _ = archive.latest_frame(request.path_params["camera"])
+        image = archive.latest_jpeg(request.path_params["camera"])
         if image is None:
             raise HTTPException(404, "no latest frame for that camera")
-        return FileResponse(image, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+        return Response(image, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     async def latest_meta(request: Request):
-        _, meta = archive.latest_frame(request.path_params["camera"])
+        meta = archive.latest_meta(request.path_params["camera"])
         if meta is None:
             raise HTTPException(404, "no latest frame for that camera")
         return JSONResponse(meta, headers={"Cache-Control": "no-store"})
