@@ -93,6 +93,7 @@ def test_every_page_renders_and_unknown_ids_get_a_404_page(filled):
         assert client.get(url).status_code == 200, url
     missing_event = "/defects/" + "f" * 32 + "/1"
     missing_defect = f"/defects/{events[0]['event_id']}/9"
+    assert client.get("/favicon.ico").status_code == 204  # not a 404 in the browser's log
     current = client.get("/coils").text  # cam1's stats say coil C1
     assert '<a class="coil-link" href="/coils/C1">C1</a>' in current
     for url in ["/coils/NOPE", missing_event, missing_defect]:

@@ -158,6 +158,10 @@ def build_app(state: ConsoleState, archive: Archive, line: str, page_size: int,
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
+    async def favicon(request: Request):
+        # pages carry an empty icon; a browser opening a JSON or image URL directly asks here
+        return Response(status_code=204, headers={"Cache-Control": "max-age=86400"})
+
     async def not_found(request: Request, exc: HTTPException):
         if request.url.path.startswith(("/api/", "/archive/", "/latest/")):
             return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
@@ -177,6 +181,7 @@ def build_app(state: ConsoleState, archive: Archive, line: str, page_size: int,
         Route("/api/latest/{camera}", latest_meta),
         Route("/api/state", api_state),
         Route("/api/stream", stream),
+        Route("/favicon.ico", favicon),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     middleware = [Middleware(TokenAuth, token=token)] if token else []
