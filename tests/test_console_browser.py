@@ -110,6 +110,13 @@ class Console:
     def received(self, kind: str) -> int:
         return self.state().get("received", {}).get(kind, 0)
 
+    def classes_of(self, coil: str) -> set[str]:
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/coils/{coil}", timeout=2) as response:
+                return {point["class_name"] for point in json.load(response)}
+        except OSError:
+            return set()
+
 
 def stop(process: DaemonProcess) -> int:
     try:
@@ -211,14 +218,15 @@ def test_every_view_against_a_replaying_daemon(browser, replay_line, mqtt_broker
         "return c && Number(c.dataset.loaded)") == WIDTH, 30), "latest frame not drawn"
     assert wait_until(lambda: browser.execute_script(  # one with its defects boxed
         "return Number(document.querySelector('canvas.frame').dataset.defects)") > 0, 30)
-    assert text_of(browser, '#cam-cam1 dd[data-field="coil"]') == "A"
-    assert text_of(browser, '#cam-cam1 dd[data-field="status"]') == "online"
+    assert wait_until(lambda: text_of(browser, '#cam-cam1 dd[data-field="coil"]') == "A", 30)
+    assert wait_until(lambda: text_of(browser, '#cam-cam1 dd[data-field="status"]') == "online")
     assert "broker connected" in text_of(browser, "#conn")
     assert browser.execute_script("return window.__noReload") == 42
     shoot(browser, "live")
     assert js_errors(browser) == []
 
     # Coils: A ends (its report and map PNG arrive), B's map grows while the page is open
+    assert wait_until(lambda: len(console.classes_of("A")) == 3, 60)  # frame 3 of the loop
     l2.send({"coil_id": "B"})
     assert wait_until(lambda: console.received("coils") == 1, 60), daemon.log[-2000:]
     # the archive writes the PNG a moment after the report goes out: a page loaded before
