@@ -93,6 +93,9 @@ def test_every_page_renders_and_unknown_ids_get_a_404_page(filled):
         assert client.get(url).status_code == 200, url
     missing_event = "/defects/" + "f" * 32 + "/1"
     missing_defect = f"/defects/{events[0]['event_id']}/9"
+    assert client.get("/favicon.ico").status_code == 204  # not a 404 in the browser's log
+    current = client.get("/coils").text  # cam1's stats say coil C1
+    assert '<a class="coil-link" href="/coils/C1">C1</a>' in current
     for url in ["/coils/NOPE", missing_event, missing_defect]:
         response = client.get(url)
         assert response.status_code == 404 and "not found" in response.text, url
@@ -237,3 +240,156 @@ def test_payload_text_is_escaped_in_pages(tmp_path):
         page = client.get(url).text
         assert "<script>alert" not in page and "<img src=x" not in page, url
         assert "&lt;" in page, url
+
+
+def test_frames_before_tracking_with_no_coil_id_render(tmp_path):
+    """A daemon's first frames (before the L2 message) and their report carry coil_id null."""
+    state = ConsoleState(max_events=10, max_coils=10)
+    state.add_event(p.event("cam1", None, 1, 0.0), None)
+    state.add_event(p.event("cam1", "A", 2, 0.0), None)
+    report = p.coil_report("cam1", None)
+    p.schema_valid("coils", report)
+    state.add_coil_report(report)
+    assert state.coil_ids() == ["A"]
+    client = client_of(state, tmp_path)
+    for url in ["/coils", "/defects", "/coils/A"]:
+        assert client.get(url).status_code == 200, url
+    assert "(no coil id)" in client.get("/coils").text
+    assert client.get("/coils/None").status_code == 404
+
+
+def test_the_latest_frame_is_served_whole_while_the_daemon_replaces_it(tmp_path):
+    """The daemon renames a new latest/{camera}.jpg into place every few hundred ms; a response
+    must never mix two files' sizes and bytes (browsers saw ERR_CONTENT_LENGTH_MISMATCH)."""
+    import os  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    latest = tmp_path / "latest"
+    latest.mkdir()
+    bodies = [b"\xff\xd8" + bytes([i]) * size + b"\xff\xd9"
+              for i, size in enumerate((1_000, 50_000))]
+    stop = threading.Event()
+
+    def replace_forever():
+        i = 0
+        while not stop.is_set():
+            (latest / "next.tmp").write_bytes(bodies[i % 2])
+            os.replace(latest / "next.tmp", latest / "cam1.jpg")
+            i += 1
+
+    (latest / "cam1.jpg").write_bytes(bodies[0])
+    writer = threading.Thread(target=replace_forever, daemon=True)
+    writer.start()
+    try:
+        client = client_of(ConsoleState(10, 10), tmp_path)
+        for _ in range(60):
+            response = client.get("/latest/cam1.jpg")
+            assert response.status_code == 200 and response.content in bodies
+            assert int(response.headers["content-length"]) == len(response.content)
+    finally:
+        stop.set()
+        writer.join(5)
+
+
+@pytest.mark.parametrize(("console", "message"), [
+    ({"basic_user": "qe"}, "Basic auth needs both basic_user and basic_password_file"),
+    ({"basic_password_file": "pw"}, "Basic auth needs both basic_user"),
+    ({"basic_user": "qe", "basic_password_file": "pw", "basic_password_credential": "pw"},
+     "set basic_password_file or basic_password_credential, not both"),
+    ({"basic_user": "q:e", "basic_password_file": "pw"}, "console.basic_user: must be 1 to 64"),
+    ({"listen": "0.0.0.0:8080", "basic_password_file": "pw"}, "Basic auth needs both"),
+])
+def test_basic_auth_settings_come_together(tmp_path, console, message):
+    with pytest.raises(ConfigError, match=message):
+        config_with(console, tmp_path)
+
+
+def basic_console(tmp_path, password: str = "steel-2026-pass\n", **extra):
+    (tmp_path / "pw").write_text(password)
+    return config_with({"listen": "0.0.0.0:8080", "basic_user": "qe",
+                        "basic_password_file": "pw", **extra}, tmp_path).console
+
+
+def test_basic_auth_alone_allows_a_plant_address_and_reads_the_password_file(tmp_path):
+    console = basic_console(tmp_path)
+    assert console.read_basic() == ("qe", "steel-2026-pass") and console.read_token() is None
+    with pytest.raises(ConfigError, match=r"^console.basic_password_file: the password .* at "
+                                          r"least 8 characters$") as error:
+        basic_console(tmp_path, password="short\nsecond line").read_basic()
+    assert "short" not in str(error.value)
+    (tmp_path / "pw").unlink()
+    with pytest.raises(ConfigError, match=r"^console.basic_password_file: cannot read .*pw"):
+        console.read_basic()
+
+
+def basic(user: str, password: str) -> dict:
+    import base64  # noqa: PLC0415
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_basic_auth_401_accepted_and_wrong_password(filled):
+    state, events, root = filled
+    client = TestClient(build_app(state, Archive(root), "L1", page_size=3,
+                                  basic=("qe", "steel-2026-pass")))
+    refused = client.get("/")
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == 'Basic realm="steel-inspect console", ' \
+        'charset="UTF-8"'  # the browser's login prompt
+    for url in ["/", "/defects", "/api/state", "/archive/defects/C1/0000.jpg",
+                "/static/console.js"]:
+        assert client.get(url, headers=basic("qe", "steel-2026-pass")).status_code == 200, url
+    for headers in [basic("qe", "steel-2026-pasS"), basic("QE", "steel-2026-pass"),
+                    basic("qe", ""), {"Authorization": "Basic !!!not-base64"},
+                    {"Authorization": "Basic cWU="},  # "qe", no colon
+                    {"Authorization": "Bearer steel-2026-pass"}]:
+        assert client.get("/", headers=headers).status_code == 401, headers
+    page = client.get("/defects", headers=basic("qe", "steel-2026-pass")).text
+    assert "steel-2026-pass" not in page
+
+
+def test_token_and_basic_auth_together_accept_either(filled):
+    state, _, root = filled
+    client = TestClient(build_app(state, Archive(root), "L1", page_size=3, token="t" * 20,
+                                  basic=("qe", "steel-2026-pass")))
+    assert client.get("/").headers["www-authenticate"].endswith(", Bearer")
+    assert client.get("/", headers={"Authorization": "Bearer " + "t" * 20}).status_code == 200
+    assert client.get("/", headers=basic("qe", "steel-2026-pass")).status_code == 200
+    assert client.get("/", headers=basic("qe", "t" * 20)).status_code == 401
+
+
+def test_edge_console_serves_basic_auth_from_its_config(tmp_path, mqtt_broker):
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    from tests.fixtures.broker import free_port, wait_until  # noqa: PLC0415
+    from tests.fixtures.edge_daemon import DaemonProcess  # noqa: PLC0415
+
+    port = free_port()
+    (tmp_path / "pw").write_text("steel-2026-pass\n")
+    config = write_config(tmp_path, f'listen = "127.0.0.1:{port}"\nbasic_user = "qe"\n'
+                                    'basic_password_file = "pw"\n')
+    config.write_text(config.read_text().replace('host = "127.0.0.1"',
+                                                 f'host = "127.0.0.1"\nport = {mqtt_broker.port}'))
+    console = DaemonProcess(config, command="console")
+
+    def status(headers: dict) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/state", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return 0
+
+    try:
+        assert wait_until(lambda: status({}) != 0, 30), console.log
+        assert status({}) == 401
+        assert status(basic("qe", "wrong-password")) == 401
+        assert status(basic("qe", "steel-2026-pass")) == 200
+    finally:
+        console.signal(15)
+        console.wait(10)
+        console.stop()
+    assert "steel-2026-pass" not in console.log

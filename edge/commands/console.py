@@ -24,12 +24,12 @@ def run(args) -> int:
 
     config = load_config(args.config)
     console = config.console
-    token = console.read_token()
+    token, basic = console.read_token(), console.read_basic()
     state = ConsoleState(console.max_events, console.max_coils)
     listener = ConsoleListener(config, state)
     archive_root = console.archive_path or config.archive_root
     app = build_app(state, Archive(archive_root), config.site.line, console.page_size,
-                    token)
+                    token, basic)
     listener.start()
     log.info("console of line %s on http://%s/ (MQTT %s, archive %s)", config.site.line,
              console.listen, listener.filter, archive_root)

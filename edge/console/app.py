@@ -7,7 +7,6 @@ JavaScript from `static/`; nothing is loaded from outside the package.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import time
 from pathlib import Path
@@ -15,51 +14,24 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from edge.console.archive import Archive, media_type
+from edge.console.auth import ConsoleAuth
 from edge.console.gallery import GalleryQuery, page_of
 from edge.console.state import ConsoleState
 
 HERE = Path(__file__).parent
 _SSE_POLL_S = 0.25
 _SSE_KEEPALIVE_S = 5.0  # also how soon a closed client's loop ends
-_TOKEN_COOKIE = "steel_inspect_console"
-
-
-class TokenAuth(BaseHTTPMiddleware):
-    """`Authorization: Bearer TOKEN`, or `?token=TOKEN` once (then a cookie) for a browser."""
-
-    def __init__(self, app, token: str) -> None:
-        super().__init__(app)
-        self._token = token
-
-    async def dispatch(self, request: Request, call_next):
-        given = request.query_params.get("token")
-        if given is not None and self._ok(given):
-            url = request.url.remove_query_params("token")
-            response = RedirectResponse(str(url), status_code=303)
-            response.set_cookie(_TOKEN_COOKIE, given, httponly=True, samesite="strict")
-            return response
-        header = request.headers.get("authorization", "")
-        presented = header[7:] if header.lower().startswith("bearer ") else \
-            request.cookies.get(_TOKEN_COOKIE, "")
-        if not self._ok(presented):
-            return JSONResponse({"error": "token required"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
-
-    def _ok(self, presented: str) -> bool:
-        return hmac.compare_digest(presented.encode(), self._token.encode())
 
 
 def build_app(state: ConsoleState, archive: Archive, line: str, page_size: int,
-              token: str | None = None) -> Starlette:
+              token: str | None = None, basic: tuple[str, str] | None = None) -> Starlette:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["line"] = line
 
@@ -76,8 +48,8 @@ def build_app(state: ConsoleState, archive: Archive, line: str, page_size: int,
         return render(request, "commissioning.html", view="commissioning", camera=camera)
 
     async def coils(request: Request):
-        current = sorted({s.get("coil_id") for s in state.snapshot()["cameras"].values()
-                          if s["stats"].get("coil_id")} - {None})
+        current = sorted({c["stats"]["coil_id"] for c in state.snapshot()["cameras"].values()
+                          if c["stats"].get("coil_id")})
         return render(request, "coils.html", view="coils", current=current,
                       reports=state.coil_reports())
 
@@ -121,13 +93,13 @@ def build_app(state: ConsoleState, archive: Archive, line: str, page_size: int,
                             headers={"Cache-Control": "max-age=3600"})
 
     async def latest_image(request: Request):
-        image, _ = archive.latest_frame(request.path_params["camera"])
+        image = archive.latest_jpeg(request.path_params["camera"])
         if image is None:
             raise HTTPException(404, "no latest frame for that camera")
-        return FileResponse(image, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+        return Response(image, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     async def latest_meta(request: Request):
-        _, meta = archive.latest_frame(request.path_params["camera"])
+        meta = archive.latest_meta(request.path_params["camera"])
         if meta is None:
             raise HTTPException(404, "no latest frame for that camera")
         return JSONResponse(meta, headers={"Cache-Control": "no-store"})
@@ -152,6 +124,10 @@ def build_app(state: ConsoleState, archive: Archive, line: str, page_size: int,
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
+    async def favicon(request: Request):
+        # pages carry an empty icon; a browser opening a JSON or image URL directly asks here
+        return Response(status_code=204, headers={"Cache-Control": "max-age=86400"})
+
     async def not_found(request: Request, exc: HTTPException):
         if request.url.path.startswith(("/api/", "/archive/", "/latest/")):
             return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
@@ -171,9 +147,10 @@ def build_app(state: ConsoleState, archive: Archive, line: str, page_size: int,
         Route("/api/latest/{camera}", latest_meta),
         Route("/api/state", api_state),
         Route("/api/stream", stream),
+        Route("/favicon.ico", favicon),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    middleware = [Middleware(TokenAuth, token=token)] if token else []
+    middleware = [Middleware(ConsoleAuth, token=token, basic=basic)] if token or basic else []
     return Starlette(routes=routes, middleware=middleware,
                      exception_handlers={HTTPException: not_found})
 

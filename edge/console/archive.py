@@ -30,17 +30,23 @@ class Archive:
             return None
         return path
 
-    def latest_frame(self, camera: str) -> tuple[Path | None, dict | None]:
-        """The daemon's latest frame of `camera` (latest/{camera}.jpg) and its tile metadata."""
-        image = self.resolve(f"latest/{camera}.jpg")
-        meta_path = self.resolve(f"latest/{camera}.json")
-        meta = None
-        if meta_path is not None:
-            try:
-                meta = json.loads(meta_path.read_text())
-            except (OSError, ValueError):
-                meta = None  # being replaced right now, or damaged: the next poll gets it
-        return image, meta
+    def latest_jpeg(self, camera: str) -> bytes | None:
+        """The daemon's latest frame of `camera` (latest/{camera}.jpg), read in one go: the
+        daemon replaces it every few hundred ms, and a response that took its size first and
+        its bytes later would send a cut or overlong body."""
+        path = self.resolve(f"latest/{camera}.jpg")
+        try:
+            return path.read_bytes() if path is not None else None
+        except OSError:
+            return None
+
+    def latest_meta(self, camera: str) -> dict | None:
+        """The latest frame's tile metadata (latest/{camera}.json)."""
+        path = self.resolve(f"latest/{camera}.json")
+        try:
+            return json.loads(path.read_text()) if path is not None else None
+        except (OSError, ValueError):
+            return None  # damaged, or gone between resolve and read: the next poll gets it
 
 
 def media_type(path: Path) -> str:

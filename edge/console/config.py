@@ -20,6 +20,12 @@ def _check_listen(value: str) -> str:
     return value
 
 
+def _check_basic_user(value: str) -> str:
+    if not 1 <= len(value) <= 64 or ":" in value or not value.isprintable():
+        raise ValueError("must be 1 to 64 printable characters without ':' (HTTP Basic auth)")
+    return value
+
+
 def is_loopback(host: str) -> bool:
     host = host.strip("[]")
     if host == "localhost":
@@ -34,13 +40,25 @@ class ConsoleConfig(Section):
     listen: Annotated[str, AfterValidator(_check_listen)] = Field(
         "127.0.0.1:8080",
         description="HOST:PORT the console serves on; any other host than loopback needs "
-        "`token_file` or `token_credential`",
+        "a token (`token_file` or `token_credential`) or Basic auth (`basic_user` and "
+        "`basic_password_file` or `basic_password_credential`)",
     )
     token_file: ConfigPath | None = Field(
         None, description="file holding the access token (Bearer header, or ?token= once)"
     )
     token_credential: str | None = Field(
         None, description="systemd credential name holding the token "
+        "($CREDENTIALS_DIRECTORY/NAME)",
+    )
+    basic_user: Annotated[str, AfterValidator(_check_basic_user)] | None = Field(
+        None, description="user name of HTTP Basic auth (the browser asks for it)"
+    )
+    basic_password_file: ConfigPath | None = Field(
+        None, description="file whose first line is basic_user's password (never put the "
+        "password in this file)",
+    )
+    basic_password_credential: str | None = Field(
+        None, description="systemd credential name holding basic_user's password "
         "($CREDENTIALS_DIRECTORY/NAME)",
     )
     archive_path: ConfigPath | None = Field(
@@ -65,31 +83,64 @@ class ConsoleConfig(Section):
 
     @model_validator(mode="after")
     def _auth_off_loopback(self, info: ValidationInfo) -> ConsoleConfig:
-        if not is_loopback(self.host) and not (self.token_file or self.token_credential):
+        has_password = self.basic_password_file or self.basic_password_credential
+        if self.basic_password_file and self.basic_password_credential:
+            raise ValueError("set basic_password_file or basic_password_credential, not both")
+        if bool(self.basic_user) != bool(has_password):
+            raise ValueError("Basic auth needs both basic_user and basic_password_file (or "
+                             "basic_password_credential)")
+        if not is_loopback(self.host) and not (
+                self.token_file or self.token_credential or self.basic_user):
             raise ValueError(
                 f"listen = {self.listen!r} is not a loopback address: set token_file or "
-                "token_credential"
+                "token_credential, or basic_user and basic_password_file"
             )
         return self
 
     def read_token(self) -> str | None:
-        """The access token, or None when none is configured (loopback only)."""
-        if self.token_credential:
-            folder = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not folder:
-                raise ConfigError(
-                    f"console.token_credential = {self.token_credential!r}: "
-                    "$CREDENTIALS_DIRECTORY is not set (not started by systemd?)"
-                )
-            path = Path(folder) / self.token_credential
-        elif self.token_file:
-            path = self.token_file
-        else:
+        """The access token, or None when none is configured."""
+        secret = _read_secret(self.token_file, self.token_credential, "token")
+        if secret is None:
             return None
-        try:
-            token = path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"console: cannot read the token {path}: {exc.strerror}") from None
+        token, where = secret[0].strip(), secret[1]
         if len(token) < 16:
-            raise ConfigError(f"console: {path}: the token must have at least 16 characters")
+            raise ConfigError(f"console.{where}: the token must have at least 16 characters")
         return token
+
+    def read_basic(self) -> tuple[str, str] | None:
+        """(basic_user, password), or None when Basic auth is not configured."""
+        secret = _read_secret(self.basic_password_file, self.basic_password_credential,
+                              "basic_password")
+        if secret is None or self.basic_user is None:
+            return None
+        lines, where = secret[0].splitlines(), secret[1]
+        password = lines[0] if lines else ""
+        if len(password) < 8:
+            raise ConfigError(f"console.{where}: the password (its first line) must have at "
+                              "least 8 characters")
+        return self.basic_user, password
+
+
+def _read_secret(file: Path | None, credential: str | None,
+                 what: str) -> tuple[str, str] | None:
+    """(text, key) of console.{what}_file or of the systemd credential
+    console.{what}_credential; errors name the key and the file, never any of its content."""
+    if credential:
+        folder = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not folder:
+            raise ConfigError(
+                f"console.{what}_credential = {credential!r}: "
+                "$CREDENTIALS_DIRECTORY is not set (not started by systemd?)"
+            )
+        path, key = Path(folder) / credential, f"{what}_credential"
+    elif file:
+        path, key = file, f"{what}_file"
+    else:
+        return None
+    try:
+        return path.read_bytes().decode("utf-8"), key
+    except OSError as exc:
+        raise ConfigError(f"console.{key}: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"console.{key}: {path} is not UTF-8 text (invalid byte at offset "
+                          f"{exc.start})") from None

@@ -133,7 +133,7 @@ class ConsoleState:
     def coil_ids(self) -> list[str]:
         entries = self.defect_entries()
         with self._lock:
-            ids = {c for c, _ in self.coils}
+            ids = {c for c, _ in self.coils if c}  # a report of frames before tracking: None
             ids |= {s["coil_id"] for s in self.stats.values() if s.get("coil_id")}
         ids |= {e.coil_id for e in entries if e.coil_id}
         return sorted(ids)

@@ -96,6 +96,7 @@ const Console = (() => {
     canvas.dataset.loaded = String(img.naturalWidth);
     const ctx = canvas.getContext("2d");
     ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+    canvas.dataset.defects = String(meta && meta.defects ? meta.defects.length : 0);
     if (!meta) return;
     ctx.lineWidth = 2;
     ctx.font = "12px sans-serif";
