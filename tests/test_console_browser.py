@@ -352,6 +352,8 @@ def console_on_archive(tmp_path, mqtt_broker):
 
 def test_a_line_of_several_cameras_gets_one_map_per_surface(browser, console_on_archive,
                                                             mqtt_broker):
+    from selenium.webdriver.common.by import By  # noqa: PLC0415
+
     console, images = console_on_archive
     daemons = Daemons(mqtt_broker)
     try:
@@ -369,6 +371,20 @@ def test_a_line_of_several_cameras_gets_one_map_per_surface(browser, console_on_
         assert min(pt["cd_mm"][0] for pt in top if pt["camera"] == "cam2") > \
             max(pt["cd_mm"][1] for pt in top if pt["camera"] == "cam1")
         shoot(browser, "coil-three-cameras")
+        assert js_errors(browser) == []
+
+        # a paused camera says so on the live view (its silence is not "no defects")
+        paused = {**p.status("cam3"), "inspection": {
+            "state": "paused", "since": p.now_iso(), "by": "op1", "reason": "roll change"}}
+        daemons.publish("cam3", "status", paused)
+        daemons.publish("cam1", "status", {**p.status("cam1"), "inspection": {"state": "running"}})
+        browser.get(console.url + "/")
+        field = '#cam-{} dd[data-field="inspection"]'
+        assert wait_until(lambda: text_of(browser, field.format("cam3"))
+                          .startswith("PAUSED by op1 (roll change)"), 30)
+        assert "alert" in browser.find_element(By.CSS_SELECTOR, field.format("cam3")) \
+            .get_attribute("class")
+        assert text_of(browser, field.format("cam1")) == "running"
         assert js_errors(browser) == []
     finally:
         daemons.close()

@@ -48,10 +48,20 @@ const Console = (() => {
     return card;
   }
 
+  function inspectionText(inspection) {
+    // a paused line must never read like a line that finds no defects
+    if (!inspection) return null;
+    if (inspection.state !== "paused") return inspection.state;
+    return "PAUSED by " + (inspection.by || "?") + (inspection.reason ? " (" + inspection.reason + ")" : "") +
+      " since " + fmt(inspection.since);
+  }
+
   function renderCamera(name, info) {
     const s = info.stats || {}, st = info.status || {};
+    const paused = st.inspection && st.inspection.state === "paused";
     const fields = [
-      ["status", st.state], ["camera", s.camera_state], ["broker (daemon)", s.mqtt_state],
+      ["status", st.state], ["inspection", inspectionText(st.inspection)],
+      ["camera", s.camera_state], ["broker (daemon)", s.mqtt_state],
       ["tracking", s.tracking_state], ["coil", s.coil_id], ["coil MD m", fmt(s.coil_md_m, 1)],
       ["model", st.model ? st.model.name + " " + st.model.version : "-"],
       ["fps", fmt(s.fps, 1)], ["frames", fmt(s.frames_processed)], ["drops", fmt(s.frames_dropped)],
@@ -62,7 +72,9 @@ const Console = (() => {
     dl.replaceChildren();
     fields.forEach(([k, v]) => {
       dl.appendChild(el("dt", {}, k));
-      dl.appendChild(el("dd", { "data-field": k }, v === undefined || v === null ? "-" : String(v)));
+      const attrs = { "data-field": k };
+      if (k === "inspection" && paused) attrs.class = "alert";
+      dl.appendChild(el("dd", attrs, v === undefined || v === null ? "-" : String(v)));
     });
   }
 
