@@ -175,6 +175,8 @@ class Daemon:
         tile = self.model.runtime.input_spec.height
 
         def offer(frame, probabilities, boxes, defects) -> None:
+            if not self.latest.due():  # one frame per interval is kept: build only that one
+                return
             rule = self.rule
             self.latest.offer(LatestFrame(
                 frame.image, frame.frame_id, utc_iso(frame.timestamp), tile,
