@@ -1,12 +1,12 @@
 """The daemon against its own runtime: frames/s of the whole daemon vs the runtime alone.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--model MODEL.onnx] [--frames 300]
-        [--rounds 5] [--threads 1] [--decode]
+        [--rounds 5] [--threads 1] [--decode] [--min-score 0.99] [--profile FILE]
 
 Both sides get the same 1600x256 Mono8 frames (random pixels, a pool of 8) and the same model
 (default: the tests' tiny mean model; `--model` takes any .onnx with its modelcard.json):
-- runtime: the frame's 7 tiles cut and run through `Runtime.infer_all`, frame after frame, in
-  this thread: the most frames/s the model allows on this machine;
+- runtime: the frame's 7 tiles, cut beforehand, run through `Runtime.infer_all_with_cam` (the
+  daemon's call) frame after frame, in this thread: the most frames/s the model allows here;
 - daemon: the real `edge.daemon.Daemon` (grabber, inference, publisher threads, SQLite outbox,
   paho to a real mosquitto on a free loopback port), fed from memory without drops, or with
   `--decode` from a folder of PNG files through the replay source (decoding included); timed
@@ -61,8 +61,8 @@ def runtime_fps(model_path: Path, pool: list[np.ndarray], frames: int,
         tile = model.runtime.input_spec.height
         batches = [tile_frame(image, tile=tile).stack()[..., None] for image in pool]
         started, cpu = time.perf_counter(), time.process_time()
-        for i in range(frames):
-            model.runtime.infer_all(batches[i % len(batches)])
+        for i in range(frames):  # the daemon's call: with the class activation maps, if any
+            model.runtime.infer_all_with_cam(batches[i % len(batches)])
         cpu_ms = (time.process_time() - cpu) * 1e3 / frames
         return frames / (time.perf_counter() - started), cpu_ms
     finally:
