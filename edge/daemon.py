@@ -72,6 +72,9 @@ class Daemon:
         self._next_stats = 0.0
         self._next_status = 0.0
         self._started = False
+        self._model_faulted = False  # what the retained status says
+        self._faults_seen = 0
+        self._birth_state: tuple | None = None
         self.reloader: ModelReloader | None = None
         # plant integration: shared objects the lead's coil tracking fills (None until then)
         self.current_coil = CurrentCoil()
@@ -95,6 +98,7 @@ class Daemon:
         self.outbox = Outbox(
             config.outbox.path, int(config.outbox.max_mb * 1e6), stream=f"{site.line}/{site.camera}"
         )
+        self._birth_state = (False, self.outbox.stream)  # what the first birth will say
         self.mqtt = MqttClient(config.mqtt, site, birth=self._birth)
         self.publisher = Publisher(
             self.outbox, self.mqtt,
@@ -171,6 +175,8 @@ class Daemon:
         tile = self.model.runtime.input_spec.height
 
         def offer(frame, probabilities, boxes, defects) -> None:
+            if not self.latest.due():  # one frame per interval is kept: build only that one
+                return
             rule = self.rule
             self.latest.offer(LatestFrame(
                 frame.image, frame.frame_id, utc_iso(frame.timestamp), tile,
@@ -232,6 +238,7 @@ class Daemon:
 
     def tick(self) -> None:
         now = time.monotonic()
+        self._update_birth()
         if now >= self._next_stats:
             self._next_stats = now + self.config.mqtt.stats_interval
             self.mqtt.publish_stats(self.stats_message())
@@ -240,6 +247,18 @@ class Daemon:
             self.notifier.status(self.status_line())
         self._update_current_coil()
         self.plant.tick()
+
+    def _update_birth(self) -> None:
+        """Republish the retained status when the model faults or recovers, or the outbox began
+        a new stream. A fault since the last tick counts even if the last frame was valid, so
+        every fault is seen in the status for at least one tick."""
+        faults = self.stats.model_faults
+        self._model_faulted = self.stats.model_faulted or faults != self._faults_seen
+        self._faults_seen = faults
+        state = (self._model_faulted, self.outbox.stream)
+        if self._birth_state is not None and state != self._birth_state:
+            self.mqtt.republish_birth()  # a no-op while offline: the next connect's birth says it
+        self._birth_state = state
 
     def stats_message(self) -> dict:
         return stats_payload(
@@ -274,6 +293,8 @@ class Daemon:
         fault = f"MODEL FAULTS {stats.model_faults}, " if stats.model_faults else ""
         if self.pause.active:
             fault = f"INSPECTION {self.pause.describe()}, " + fault
+        if self.outbox is not None and self.outbox.replaced:
+            fault += f"OUTBOX RE-CREATED {self.outbox.replaced}, "
         return (
             fault + f"frames {stats.frames_processed}/{stats.frames_in} "
             f"(dropped {self.pipeline.frames.dropped if self.pipeline else 0}), "
@@ -341,4 +362,12 @@ class Daemon:
             "stream": self.outbox.stream,
             "last_seq": self.outbox.last_seq,
             "inspection": self.pause.status(),
+            **self._model_state(),
         }
+
+    def _model_state(self) -> dict:
+        stats = self.stats
+        if not self._model_faulted:
+            return {"model_state": "ok", "model_fault": None}
+        return {"model_state": "fault", "model_fault": {
+            "reason": stats.model_fault_reason, "since": utc_iso(stats.model_fault_since)}}

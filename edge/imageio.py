@@ -66,7 +66,7 @@ def scan_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
 
 
 def declared_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG, BMP or JPEG header without decoding; None if not found."""
+    """(width, height) from a PNG, BMP, JPEG or TIFF header without decoding; None if not found."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
     if data[:2] == b"BM" and len(data) >= 26:
@@ -74,7 +74,46 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
         return abs(width), abs(height)
     if data[:2] == b"\xff\xd8":
         return _jpeg_size(data)
+    if data[:2] in _TIFF_BYTE_ORDERS:
+        return _tiff_size(data)
     return None
+
+
+_TIFF_BYTE_ORDERS = {b"II": "<", b"MM": ">"}
+_TIFF_WIDTH, _TIFF_LENGTH = 256, 257  # ImageWidth, ImageLength
+_TIFF_INTEGERS = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8 (BigTIFF)
+# magic -> format of the first directory's offset and where it is, format of its entry count,
+# size of an entry and where in it an entry's (first) value is
+_TIFF_LAYOUTS = {42: ("I", 4, "H", 12, 8), 43: ("Q", 8, "Q", 20, 12)}  # classic TIFF, BigTIFF
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """ImageWidth x ImageLength of the first image (the one OpenCV decodes), either byte order,
+    classic or BigTIFF; the directory may be anywhere in the file (libtiff writes it last)."""
+    order = _TIFF_BYTE_ORDERS[data[:2]]
+    if len(data) < 16:
+        return None
+    (magic,) = struct.unpack_from(order + "H", data, 2)
+    if magic not in _TIFF_LAYOUTS:
+        return None
+    offset_format, offset_at, count_format, entry_size, value_at = _TIFF_LAYOUTS[magic]
+    (offset,) = struct.unpack_from(order + offset_format, data, offset_at)
+    count_size = struct.calcsize(count_format)
+    if offset + count_size > len(data):
+        return None
+    (entries,) = struct.unpack_from(order + count_format, data, offset)
+    found = {}
+    first = offset + count_size
+    for at in range(first, min(first + entries * entry_size, len(data) - entry_size + 1),
+                    entry_size):
+        tag, kind = struct.unpack_from(order + "HH", data, at)
+        if tag in (_TIFF_WIDTH, _TIFF_LENGTH) and kind in _TIFF_INTEGERS:
+            (found[tag],) = struct.unpack_from(order + _TIFF_INTEGERS[kind], data, at + value_at)
+        if tag > _TIFF_LENGTH:  # entries are sorted by tag
+            break
+    if len(found) < 2:
+        return None
+    return found[_TIFF_WIDTH], found[_TIFF_LENGTH]
 
 
 _JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -105,8 +144,9 @@ def read_gray(
 ) -> np.ndarray:
     """uint8 HxW grayscale pixels of an image file, or UnreadableImage.
 
-    The size a PNG, BMP or JPEG declares is checked before decoding: more than `max_pixels`, or
-    not `expected` (width, height) when given, and the file is refused without decoding it.
+    The size a PNG, BMP, JPEG or TIFF declares is checked before decoding: more than
+    `max_pixels`, or not `expected` (width, height) when given, and the file is refused
+    without decoding it.
     """
     try:
         data = Path(path).read_bytes()

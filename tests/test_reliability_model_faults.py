@@ -95,6 +95,33 @@ def test_daemon_counts_model_faults_shows_them_and_logs_at_a_limited_rate(
     assert "frame not inspected: model output invalid: 3 NaN of 6 values" in faults[0]
 
 
+def test_the_retained_status_says_model_fault_with_its_reason_and_clears(
+    tmp_path, mqtt_broker, mqtt_subscriber
+):
+    model = write_faulty_model(tmp_path / "model", "nan")  # valid on black tiles only
+    frames = {f"{i:02d}.png": frame_with_tiles([255, 0]) for i in range(5)}
+    frames |= {f"{i:02d}.png": frame_with_tiles([0, 0]) for i in range(5, 10)}
+    images = write_frames(tmp_path / "frames", frames)
+    config = parse_config(daemon_sections(tmp_path, mqtt_broker, model, images))
+
+    def states():
+        return [s for s in mqtt_subscriber.payloads("/status") if s["state"] == "online"]
+
+    with running_daemon(config, lossless=True) as daemon:
+        assert wait_until(lambda: daemon.stats.frames_processed == 5, timeout=20)
+        assert wait_until(lambda: [s["model_state"] for s in states()][-2:] == ["fault", "ok"],
+                          timeout=10), [s["model_state"] for s in states()]
+    births = states()
+    assert births[0]["model_state"] == "ok" and births[0]["model_fault"] is None
+    fault = next(s for s in births if s["model_state"] == "fault")
+    assert fault["model_fault"]["reason"] == "model output invalid: 3 NaN of 6 values (2 tiles)"
+    assert fault["model_fault"]["since"] <= fault["ts"]
+    assert births[-1]["model_fault"] is None
+    retained = [m for m in mqtt_subscriber.messages("/status") if m.retain]
+    validate_messages(mqtt_subscriber.messages())
+    assert len(retained) <= 1  # only a late subscriber gets the retained copy
+
+
 def test_edge_check_runs_one_real_inference_and_fails_on_a_faulty_model(
     tmp_path, mqtt_broker, capsys
 ):

@@ -9,6 +9,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from edge.imageio import UnreadableImage, WrongImageSize, declared_size, read_gray, scan_images
 from tests.fixtures.edge_daemon import (
@@ -21,7 +22,7 @@ from tests.fixtures.edge_daemon import (
 from tests.test_edge_replay_source import read_all, replay
 
 
-@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp"])
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".tif"])
 def test_declared_size_is_read_from_the_header_as_opencv_decodes_it(tmp_path, suffix):
     path = tmp_path / f"frame{suffix}"
     cv2.imwrite(str(path), np.random.default_rng(1).integers(0, 255, (200, 300), np.uint8))
@@ -47,6 +48,50 @@ def test_an_image_declaring_huge_dimensions_is_refused_before_decoding(tmp_path)
     assert path.stat().st_size < 200
     with pytest.raises(UnreadableImage, match="declares 20000x20000 pixels, more than the 67 MP"):
         read_gray(path)
+
+
+@pytest.mark.parametrize("mode, options", [("L", {}), ("I;16B", {}), ("L", {"big_tiff": True})])
+def test_tiff_sizes_written_by_pillow_are_read_from_the_header(tmp_path, mode, options):
+    """Little-endian 8-bit, big-endian 16-bit (the byte order Pillow uses for I;16B), BigTIFF."""
+    path = tmp_path / "frame.tif"
+    Image.new(mode, (300, 200)).save(path, **options)
+    assert path.read_bytes()[:2] == (b"MM" if mode == "I;16B" else b"II")
+    assert declared_size(path.read_bytes()) == (300, 200)
+    assert read_gray(path, expected=(300, 200)).shape == (200, 300)
+
+
+def tiff_declaring(width: int, height: int, order: str, kind: int) -> bytes:
+    """A classic TIFF of one 8-bit pixel whose directory declares width x height, the two sizes
+    as SHORT (kind 3) or LONG (kind 4), in little (<) or big (>) endian byte order."""
+    def entry(tag: int, entry_kind: int, number: int) -> bytes:
+        value = (struct.pack(order + "HH", number, 0) if entry_kind == 3
+                 else struct.pack(order + "I", number))
+        return struct.pack(order + "HHI", tag, entry_kind, 1) + value
+
+    pixel_at = 8 + 2 + 8 * 12 + 4  # header, entry count, 8 entries, next directory (none)
+    # ImageWidth, ImageLength, BitsPerSample, Compression, Photometric, StripOffsets,
+    # RowsPerStrip, StripByteCounts
+    entries = [entry(256, kind, width), entry(257, kind, height), entry(258, 3, 8),
+               entry(259, 3, 1), entry(262, 3, 1), entry(273, 4, pixel_at),
+               entry(278, kind, height), entry(279, 4, 1)]
+    header = (b"II" if order == "<" else b"MM") + struct.pack(order + "HI", 42, 8)
+    directory = struct.pack(order + "H", len(entries)) + b"".join(entries) + bytes(4)
+    return header + directory + b"\x80"
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("kind", [3, 4])
+def test_a_tiff_declaring_huge_dimensions_is_refused_before_decoding(tmp_path, order, kind):
+    small = tmp_path / "small.tif"
+    small.write_bytes(tiff_declaring(1, 1, order, kind))
+    assert declared_size(small.read_bytes()) == (1, 1)
+    assert read_gray(small).shape == (1, 1)  # the crafted file is a valid TIFF
+    side = 20000 if kind == 4 else 65000  # a SHORT holds at most 65535
+    bomb = tmp_path / "bomb.tif"
+    bomb.write_bytes(tiff_declaring(side, side, order, kind))
+    assert declared_size(bomb.read_bytes()) == (side, side)
+    with pytest.raises(UnreadableImage, match=f"declares {side}x{side} pixels, more than"):
+        read_gray(bomb)
 
 
 def test_links_and_directories_named_like_images_are_counted(tmp_path):

@@ -5,6 +5,9 @@ alone does not say whether the file behind it is still the one the daemon opened
 the database's own inode, so a second daemon cannot open the same database while this one runs
 (whatever happens to the lock file), and `replaced()` notices when the path was deleted or now
 names another file (restored from a backup, re-created by hand or by another process).
+`truncated()` notices the held file getting shorter: SQLite never shrinks it here (no
+auto_vacuum, no VACUUM), so a shorter file was cut by someone else and its lost pages show up
+only when they are next read, or at the next start.
 
 flock and SQLite's POSIX record locks are independent on Linux, and the descriptor stays open
 until after SQLite's connection is closed (closing any descriptor of a file drops the process's
@@ -28,6 +31,7 @@ class DatabaseFile:
         self._fd = descriptor
         info = os.fstat(descriptor)
         self.identity = (info.st_dev, info.st_ino)
+        self._largest = info.st_size  # the file never shrinks by SQLite's doing
 
     @classmethod
     def lock(cls, path: Path) -> DatabaseFile:
@@ -55,6 +59,14 @@ class DatabaseFile:
             return f"cannot be checked ({exc.strerror})"
         if (info.st_dev, info.st_ino) != self.identity:
             return "was replaced by another file"
+        return None
+
+    def truncated(self) -> str | None:
+        """Why the held file is damaged (it got shorter than it was), None if it did not."""
+        size = os.fstat(self._fd).st_size
+        if size < self._largest:
+            return f"was truncated from {self._largest} to {size} bytes"
+        self._largest = size
         return None
 
     def close(self) -> None:

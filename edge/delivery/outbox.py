@@ -15,8 +15,10 @@
 Only one thread may use an Outbox (the publisher); `depth` and `counters` are safe to read from
 any thread. A lock file and an flock on the database file itself (edge.delivery.dbfile) keep a
 second daemon off the same outbox; a database deleted or replaced under the daemon is re-created
-from the open one (`check_file`); a lock held by another process delays storing (events wait in
-memory), never loses. docs/mqtt.md#delivery-guarantees-store-and-forward has the design.
+from the open one, one truncated or found damaged while running is set aside and re-created from
+what can still be read (`check_file`, `_salvage`); a lock held by another process delays storing
+(events wait in memory), never loses. docs/mqtt.md#delivery-guarantees-store-and-forward has
+the design.
 
 `oldest_age_s` is safe to read from any thread too: the owning thread reads the oldest stored
 event's time whenever the stored events change and keeps it in a plain attribute.
@@ -115,6 +117,7 @@ class Outbox:
             self.stream = self._stream_id()
             self._seqs = {c: self._read_meta(self._seq_key(c)) for c in ("", "coils")}
             self.saved_coil = self._read_coil()
+            self._coil_state = self.saved_coil  # the last state stored, for a salvage
             self._depth, self._bytes = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM events"
             ).fetchone()
@@ -129,12 +132,7 @@ class Outbox:
     def _set_damaged_aside(self, exc: sqlite3.Error) -> None:
         """A damaged database (truncated, overwritten) would keep the service down at every
         start: it is kept beside as evidence and a new one begins, with a new seq counter."""
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            source = self.path.with_name(self.path.name + suffix)
-            if source.exists():
-                source.rename(aside.with_name(aside.name + suffix))
+        aside = _move_aside(self.path, "damaged")
         log.error(
             "outbox %s is damaged (%s): moved to %s and starting a new outbox; its unsent "
             "events are lost unless recovered from that file, and seq starts again at 1",
@@ -200,7 +198,7 @@ class Outbox:
         if not batch and state is False:
             return 0
         try:
-            dropped, added = self._store(batch, state)
+            dropped, added = self._salvaging(lambda: self._store(batch, state))
         except sqlite3.Error as exc:
             if _is_busy(exc):
                 self._hold(batch, state, exc)
@@ -259,6 +257,8 @@ class Outbox:
         for counter, seq in seqs.items():
             self._seqs[counter] = seq
             self._unstored.pop(counter, None)
+        if coil_state is not False:
+            self._coil_state = coil_state
         return dropped, added
 
     def _hold(self, batch: list[tuple[dict, str, str]], state: dict | None | bool,
@@ -305,11 +305,11 @@ class Outbox:
         """Stored events with id > after_id, oldest first."""
         self.check_file()
         try:
-            rows = self._db.execute(
+            rows = self._salvaging(lambda: self._db.execute(
                 "SELECT id, seq, event_id, topic, payload FROM events WHERE id > ? "
                 "ORDER BY id LIMIT ?",
                 (after_id, limit),
-            ).fetchall()
+            ).fetchall())
         except sqlite3.Error as exc:
             self._failed("cannot read pending events", exc)
             return []
@@ -320,13 +320,7 @@ class Outbox:
         if not ids:
             return True
         try:
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            with self._db:
-                sizes = [
-                    row[0]
-                    for start in range(0, len(ids), _DELETE_CHUNK)
-                    for row in self._delete(ids[start : start + _DELETE_CHUNK])
-                ]
+            sizes = self._salvaging(lambda: self._remove(ids))
         except sqlite3.Error as exc:
             self._failed(f"cannot remove {len(ids)} acknowledged events", exc)
             return False
@@ -334,6 +328,15 @@ class Outbox:
         self._bytes -= sum(sizes)
         self._refresh_oldest()
         return True
+
+    def _remove(self, ids: list[int]) -> list[int]:
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        with self._db:
+            return [
+                row[0]
+                for start in range(0, len(ids), _DELETE_CHUNK)
+                for row in self._delete(ids[start : start + _DELETE_CHUNK])
+            ]
 
     def _delete(self, ids: list[int]) -> list[tuple[int]]:
         marks = ",".join("?" * len(ids))
@@ -354,19 +357,80 @@ class Outbox:
     def check_file(self) -> None:
         """If the database file was deleted or replaced, re-create it with what the open one
         holds: every unsent event with its id and seq, the meta rows (seq counters, stream) and
-        the open coil's state, so nothing is lost and seq goes on. Costs two stat calls."""
+        the open coil's state, so nothing is lost and seq goes on. If the file got shorter (cut by
+        someone else), salvage it (`_salvage`). Costs three stat calls."""
         why = self._file.replaced()
-        if why is None:
-            return
+        if why is not None:
+            try:
+                self._recreate(why)
+            except (OSError, sqlite3.Error, ConfigError) as exc:
+                self.errors += 1
+                self._limited.error(
+                    "identity", "outbox %s %s and cannot be re-created (%s); the %d unsent "
+                    "events stay in the open (deleted) database and are still sent", self.path,
+                    why, exc, self._depth,
+                )
+        damage = self._file.truncated()
+        if damage is not None:
+            self._salvage(damage)
+
+    def _salvaging(self, step):
+        """`step()`; if SQLite finds the database damaged (SQLITE_CORRUPT, SQLITE_NOTADB),
+        salvage it and run `step` once more on the new database."""
         try:
-            self._recreate(why)
-        except (OSError, sqlite3.Error, ConfigError) as exc:
+            return step()
+        except sqlite3.DatabaseError as exc:
+            if not _is_damaged(exc) or not self._salvage(f"is damaged ({exc})"):
+                raise
+        return step()
+
+    def _salvage(self, why: str) -> bool:
+        """The database is damaged under the daemon (truncated or overwritten in place): move it
+        aside as evidence, begin a new database at `outbox.path` with a new stream epoch, the
+        unsent events SQLite can still read (its page cache usually holds them all), the seq
+        counters from memory (seq goes on) and the open coil's state. Events that cannot be read
+        are lost: counted in `dropped`, their seqs stay used (a gap). False if no new database
+        could be made (the daemon goes on with the damaged one)."""
+        try:
+            aside = _move_aside(self.path, "damaged")
+            new_file = DatabaseFile.lock(self.path)
+        except (OSError, ConfigError) as exc:
             self.errors += 1
-            self._limited.error(
-                "identity", "outbox %s %s and cannot be re-created (%s); the %d unsent events "
-                "stay in the open (deleted) database and are still sent", self.path, why, exc,
-                self._depth,
+            self._limited.error("damaged", "outbox %s %s and cannot be set aside (%s)",
+                                self.path, why, exc)
+            return False
+        rows = _readable_rows(self._db)
+        lost = max(self._depth - len(rows), 0)
+        seqs = {c: seq + self._unstored.get(c, 0) for c, seq in self._seqs.items()}
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass  # its checkpoint may fail on the damage; the file is evidence only now
+        self._file.close()
+        self._file = new_file
+        self._db = self._open_db()
+        self.stream = self._stream_id()  # a new database, a new stream: (stream, seq) unique
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO events (id, seq, event_id, topic, payload, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)", rows,
             )
+            for counter, seq in seqs.items():
+                self._write_meta(self._seq_key(counter), seq)
+            if self._coil_state is not None:
+                self._write_coil(self._coil_state)
+        self._seqs, self._unstored = seqs, {}
+        self._depth, self._bytes = len(rows), sum(len(row[4]) for row in rows)
+        self.replaced += 1
+        self.dropped += lost
+        self._refresh_oldest()
+        log.error(
+            "outbox %s %s while the daemon ran: moved it to %s and began a new database "
+            "(stream %s) with the %d unsent events still readable; %d could not be read and are "
+            "lost; seq goes on from %d", self.path, why, aside, self.stream, len(rows), lost,
+            self.last_seq,
+        )
+        return True
 
     def _recreate(self, why: str) -> None:
         aside = _move_foreign_file(self.path) if self.path.exists() else None
@@ -460,6 +524,52 @@ def _connect(path: Path) -> sqlite3.Connection:
     db.execute(f"PRAGMA wal_autocheckpoint = {max(WAL_LIMIT_BYTES // page_size, 16)}")
     db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
     return db
+
+
+def _readable_rows(db: sqlite3.Connection) -> list[tuple]:
+    """The intact stored events a damaged database still gives, in id order: from the start up
+    to the first damaged page, then from the end back down to it."""
+    query = "SELECT id, seq, event_id, topic, payload, created FROM events WHERE id > ? ORDER BY id"
+    head, tail = [], []
+    if not _read_until_damage(db.execute, query, 0, head):
+        _read_until_damage(db.execute, query + " DESC", head[-1][0] if head else 0, tail)
+    return [row for row in head + tail[::-1] if _intact(row)]
+
+
+def _intact(row: tuple) -> bool:
+    """SQLite has no page checksums: a row on a damaged page can read without an error and hold
+    zeros. A payload that is its row's JSON (event id and seq) is kept."""
+    try:
+        body = json.loads(row[4])
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return (isinstance(body, dict) and body.get("seq") == row[1]
+            and row[2] in (body.get("event_id"), body.get("report_id")))
+
+
+def _read_until_damage(execute, query: str, after: int, rows: list[tuple]) -> bool:
+    """Append the query's rows to `rows`; False if it stopped at an error."""
+    try:
+        for row in execute(query, (after,)):
+            rows.append(row)
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def _move_aside(path: Path, kind: str) -> Path:
+    """Rename the database (and its -wal/-shm) to PATH.KIND-TIMESTAMP[-N], never over a file."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.{kind}-{stamp}")
+    number = 1
+    while any(aside.with_name(aside.name + s).exists() for s in ("", "-wal", "-shm")):
+        number += 1
+        aside = path.with_name(f"{path.name}.{kind}-{stamp}-{number}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.rename(aside.with_name(aside.name + suffix))
+    return aside
 
 
 def _move_foreign_file(path: Path) -> Path:

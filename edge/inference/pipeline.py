@@ -253,12 +253,15 @@ class Pipeline:
             return
         except ModelFault as exc:  # the frame was not inspected: never "no defects"
             self.stats.model_faults += 1
+            self._model_fault(str(exc))
             self._failed(frame, "model-fault", "MODEL FAULT on frame %s, frame not inspected: %s",
                          exc)
             return
         except Exception as exc:  # e.g. a runtime error on one batch; the next may work
             self._failed(frame, "inference", "inference failed on frame %s: %s", exc)
             return
+        if self.stats.model_faulted:
+            self.stats.model_faulted = False  # valid outputs again (the daemon's status says so)
         out, defects = self._guarded(
             lambda: self.inspection.frame(frame, probabilities, boxes, cam), ([], [])
         )
@@ -268,6 +271,13 @@ class Pipeline:
         if self.observer is not None:
             self._guarded(lambda: self.observer(frame, probabilities, boxes, defects or []))
         self.stats.record_frame(inference_s, time.perf_counter() - started)
+
+    def _model_fault(self, reason: str) -> None:
+        stats = self.stats
+        if not stats.model_faulted:
+            stats.model_fault_since = time.time()
+        stats.model_fault_reason = reason
+        stats.model_faulted = True
 
     def _failed(self, frame: Frame, key: str, message: str, exc: Exception) -> None:
         self.stats.frames_failed += 1

@@ -89,6 +89,11 @@ class LatestFrameWriter:
         if self._thread is not None:
             self._thread.join(_STOP_TIMEOUT_S)
 
+    def due(self) -> bool:
+        """Would `offer` take a frame now? Lets callers skip building one (no lock: a stale
+        answer only means one frame more or less is built; `offer` decides)."""
+        return time.monotonic() - self._last_taken >= self.interval_s
+
     def offer(self, frame: LatestFrame) -> bool:
         """Keep `frame` for writing if the interval has passed; never blocks. True if taken."""
         now = time.monotonic()

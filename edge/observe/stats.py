@@ -24,6 +24,9 @@ class Stats:
         self.frames_failed = 0
         self.frames_paused = 0  # acquired while inspection was paused: not inspected
         self.model_faults = 0  # frames whose model outputs were invalid (also in frames_failed)
+        self.model_faulted = False  # the last frame's outputs were invalid
+        self.model_fault_reason: str | None = None  # why the last invalid outputs were invalid
+        self.model_fault_since: float | None = None  # time.time() the last run of faults began
         self.events = 0
         self.defects_by_class: Counter[str] = Counter()
         self.frames_by_class: Counter[str] = Counter()
