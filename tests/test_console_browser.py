@@ -373,9 +373,11 @@ def test_a_line_of_several_cameras_gets_one_map_per_surface(browser, console_on_
         shoot(browser, "coil-three-cameras")
         assert js_errors(browser) == []
 
-        # a paused camera says so on the live view (its silence is not "no defects")
+        # a paused or faulty camera says so on the live view (its silence is not "no defects")
         paused = {**p.status("cam3"), "inspection": {
-            "state": "paused", "since": p.now_iso(), "by": "op1", "reason": "roll change"}}
+            "state": "paused", "since": p.now_iso(), "by": "op1", "reason": "roll change"},
+            "model_state": "fault", "model_fault": {"reason": "model output invalid: 3 NaN",
+                                                    "since": p.now_iso()}}
         daemons.publish("cam3", "status", paused)
         daemons.publish("cam1", "status", {**p.status("cam1"), "inspection": {"state": "running"}})
         browser.get(console.url + "/")
@@ -385,6 +387,9 @@ def test_a_line_of_several_cameras_gets_one_map_per_surface(browser, console_on_
         assert "alert" in browser.find_element(By.CSS_SELECTOR, field.format("cam3")) \
             .get_attribute("class")
         assert text_of(browser, field.format("cam1")) == "running"
+        outputs = '#cam-{} dd[data-field="model outputs"]'
+        assert text_of(browser, outputs.format("cam3")) == "FAULT: model output invalid: 3 NaN"
+        assert text_of(browser, outputs.format("cam1")) == "-"  # an older daemon: not said
         assert js_errors(browser) == []
     finally:
         daemons.close()

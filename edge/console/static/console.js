@@ -59,11 +59,13 @@ const Console = (() => {
   function renderCamera(name, info) {
     const s = info.stats || {}, st = info.status || {};
     const paused = st.inspection && st.inspection.state === "paused";
+    const fault = st.model_state === "fault";
     const fields = [
       ["status", st.state], ["inspection", inspectionText(st.inspection)],
       ["camera", s.camera_state], ["broker (daemon)", s.mqtt_state],
       ["tracking", s.tracking_state], ["coil", s.coil_id], ["coil MD m", fmt(s.coil_md_m, 1)],
       ["model", st.model ? st.model.name + " " + st.model.version : "-"],
+      ["model outputs", fault ? "FAULT: " + (st.model_fault ? st.model_fault.reason : "?") : st.model_state],
       ["fps", fmt(s.fps, 1)], ["frames", fmt(s.frames_processed)], ["drops", fmt(s.frames_dropped)],
       ["outbox depth", fmt(s.outbox_depth)],
       ["inference ms p50/p99", s.inference_ms ? fmt(s.inference_ms.p50, 1) + " / " + fmt(s.inference_ms.p99, 1) : "-"],
@@ -73,7 +75,7 @@ const Console = (() => {
     fields.forEach(([k, v]) => {
       dl.appendChild(el("dt", {}, k));
       const attrs = { "data-field": k };
-      if (k === "inspection" && paused) attrs.class = "alert";
+      if ((k === "inspection" && paused) || (k === "model outputs" && fault)) attrs.class = "alert";
       dl.appendChild(el("dd", attrs, v === undefined || v === null ? "-" : String(v)));
     });
   }
