@@ -17,7 +17,7 @@ from edge.delivery.sparkplug_config import SparkplugConfig
 from edge.delivery.sparkplug_payload import decode, metric_value
 from tests import test_edge_sparkplug as sparkplug_tests
 from tests.fixtures.broker import Subscriber, wait_until
-from tests.fixtures.edge_daemon import daemon_sections
+from tests.fixtures.edge_daemon import daemon_sections, frame_with_tiles, write_frames
 from tests.fixtures.reliability import running_daemon
 from tests.test_edge_sparkplug import publish_state
 
@@ -93,6 +93,31 @@ def test_lost_genicam_camera_gives_ddeath_then_dbirth_and_ddata_when_it_returns(
     assert {m.alias: m.name for m in rebirth.metrics} == aliases
     assert by_name(rebirth)["Frames/In"] > by_name(first_birth)["Frames/In"]
     assert all(m.alias in aliases and not m.name for m in messages[death + 2][1].metrics)
+
+
+def test_finished_replay_gives_one_ddeath_and_the_clean_stop_no_second_one(
+    tmp_path, mqtt_broker, mean_model
+):
+    images = write_frames(tmp_path / "frames", {
+        f"{i}.png": frame_with_tiles([10, 10, 10, 10]) for i in range(5)})
+    sections = daemon_sections(tmp_path, mqtt_broker, mean_model, images, camera={"rate": 2})
+    sections["sparkplug"] = {"enabled": True, "group_id": "plant1"}
+    raw = Subscriber(mqtt_broker.host, mqtt_broker.port, "spBv1.0/#")
+    try:
+        with running_daemon(parse_config(sections)) as daemon:
+            assert wait_until(lambda: "DDEATH" in kinds_of(raw), 15), \
+                (kinds_of(raw), daemon.status_line())
+            assert daemon.pipeline.source_finished.is_set()
+        assert wait_until(lambda: "NDEATH" in kinds_of(raw), 10)
+    finally:
+        raw.close()
+    messages = decoded(raw)
+    kinds = [k for k, _ in messages]
+    assert kinds[:2] == ["NBIRTH", "DBIRTH"] and kinds[-3:] == ["DDATA", "DDEATH", "NDEATH"]
+    assert kinds.count("DDEATH") == 1, kinds
+    aliases = {m.alias: m.name for m in messages[1][1].metrics}
+    last = {aliases[m.alias]: metric_value(m) for m in messages[-3][1].metrics}
+    assert last["Camera/State"] == "finished" and by_name(messages[1][1])["Camera/State"] == "ok"
 
 
 class Camera:
