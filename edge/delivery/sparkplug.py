@@ -7,6 +7,12 @@ DBIRTH; `tick()` sends DDATA with the metrics that changed, by alias. `seq` coun
 but NDEATH, 0..255 wrapping. NCMD `Node Control/Rebirth` = true is answered with a new birth.
 A clean stop sends DDEATH and NDEATH itself before disconnecting.
 
+The camera device lives only while `device_alive()` says so (the camera acquiring): when it goes
+(lost, reconnecting, replay finished) `watch_device()` sends the changed metrics one last time
+(Camera/State tells why) and a DDEATH; when it comes back, a new DBIRTH with every device metric,
+then DDATA again. While it is gone the node stays born and sends no DDATA; a (re)birth then is an
+NBIRTH alone.
+
 With `primary_host_id` (edge.delivery.sparkplug_host) the node also subscribes to the host's
 STATE and sends its births only while the host is online; a host going offline stops the data
 (the session stays: with one broker there is no other server to move to), and its return brings
@@ -56,7 +62,7 @@ class SparkplugTopics:
 class SparkplugNode:
     def __init__(self, config: SparkplugConfig, mqtt: MqttConfig, site: SiteConfig, *,
                  state_dir: Path, class_names: list[str], node_values: Snapshot,
-                 device_values: Snapshot) -> None:
+                 device_values: Snapshot, device_alive: Callable[[], bool] = lambda: True) -> None:
         self.config = config
         self.group_id = config.group_id or site.line
         self.edge_node_id = config.edge_node_id or f"steel-inspect-{site.camera}"
@@ -66,6 +72,9 @@ class SparkplugNode:
         self._node_specs = node_metrics()
         self._device_specs = device_metrics(class_names, len(self._node_specs) + 1)
         self._node_values, self._device_values = node_values, device_values
+        self._device_alive = device_alive
+        self._device_born = False  # DBIRTH out in this session and no DDEATH since
+        self.device_deaths = 0
         self._bdseq_store = BdSeqStore(Path(state_dir) / "sparkplug-bdseq")
         self._lock = threading.Lock()  # seq and "what was last sent" are shared by two threads
         self._seq = 0
@@ -108,9 +117,26 @@ class SparkplugNode:
             return
         try:
             with self._lock:  # births set `online` under this lock: nothing is held past them
-                self._publish_data(hold=not self.online.is_set())
+                if self.online.is_set():
+                    self._follow_device()
+                    if self._device_born:
+                        self._publish_data()
+                elif self._device_alive():  # a dead camera's values are not history
+                    self._publish_data(hold=True)
         except Exception:  # noqa: BLE001 (a metrics bug must not reach the inspection loop)
             log.exception("Sparkplug DDATA failed")
+
+    def watch_device(self) -> None:
+        """DDEATH as soon as the camera goes, DBIRTH as soon as it is back (called often: it
+        only reads the camera state unless that changed)."""
+        if not self.online.is_set() or self._device_alive() == self._device_born:
+            return
+        try:
+            with self._lock:
+                if self.online.is_set():
+                    self._follow_device()
+        except Exception:  # noqa: BLE001
+            log.exception("Sparkplug device birth/death failed")
 
     def rebirth(self) -> None:
         if self.online.is_set():
@@ -122,9 +148,8 @@ class SparkplugNode:
             return
         if self._connected:
             with self._lock:
-                if self.online.is_set():
-                    death = payload(self._next_seq())
-                    self._client.publish(self.topics.ddeath, death.SerializeToString(), qos=0)
+                if self.online.is_set() and self._device_born:
+                    self._publish_ddeath()
                 info = self._client.publish(self.topics.ndeath, self._ndeath(self._bdseq), qos=1)
             try:
                 info.wait_for_publish(timeout)
@@ -158,14 +183,41 @@ class SparkplugNode:
         for spec in self._node_specs:
             add_metric(birth, spec, values.get(spec.name), timestamp, birth=True)
         self._client.publish(self.topics.nbirth, birth.SerializeToString(), qos=0)
+        self._device_born = False  # a new NBIRTH leaves every device unborn until its DBIRTH
+        self.births += 1
+        if self._device_alive():
+            self._publish_dbirth(timestamp)
+            log.info("Sparkplug NBIRTH/DBIRTH sent (bdSeq %d)", self._bdseq)
+        else:
+            log.info("Sparkplug NBIRTH sent (bdSeq %d); no DBIRTH: the camera is not acquiring",
+                     self._bdseq)
+
+    def _follow_device(self) -> None:
+        """DDEATH or DBIRTH where the camera's state no longer matches the device's."""
+        alive = self._device_alive()
+        if alive and not self._device_born:
+            self._publish_dbirth(now_ms())
+            log.info("Sparkplug DBIRTH: camera %s is acquiring", self.device_id)
+        elif self._device_born and not alive:
+            self._publish_data()  # the last values, Camera/State saying why
+            self._publish_ddeath()
+            self.device_deaths += 1
+            log.warning("Sparkplug DDEATH: camera %s is not acquiring (%s)", self.device_id,
+                        self._sent.get("Camera/State"))
+
+    def _publish_ddeath(self) -> None:
+        death = payload(self._next_seq())
+        self._client.publish(self.topics.ddeath, death.SerializeToString(), qos=0)
+        self._device_born = False
+
+    def _publish_dbirth(self, timestamp: int) -> None:
         device = payload(self._next_seq(), timestamp)
         values = self._device_values()
         for spec in self._device_specs:
             add_metric(device, spec, values.get(spec.name), timestamp, birth=True)
         self._client.publish(self.topics.dbirth, device.SerializeToString(), qos=0)
         self._sent = {spec.name: values.get(spec.name) for spec in self._device_specs}
-        self.births += 1
-        log.info("Sparkplug NBIRTH/DBIRTH sent (bdSeq %d)", self._bdseq)
+        self._device_born = True
         held = self.held.take_all()
         for data in held:  # after the birth that defines their aliases, oldest first
             data.seq = self._next_seq()
@@ -239,6 +291,7 @@ class SparkplugNode:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.online.clear()
         self._connected = False
+        self._device_born = False
         if self.primary is not None:
             self.primary.online = False  # the next session waits for its STATE again
         if self.state == "online":

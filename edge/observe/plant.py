@@ -13,6 +13,7 @@ from edge.control.server import CommandServer
 from edge.delivery.sparkplug import SparkplugNode
 from edge.observe import snapshot
 from edge.observe.metrics import MetricsServer
+from edge.sources.base import CameraState
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,16 @@ class PlantIntegration:
                 class_names=daemon.model.card.class_names,
                 node_values=lambda: snapshot.node_values(daemon),
                 device_values=lambda: snapshot.device_values(daemon),
+                device_alive=lambda: daemon.source.state is CameraState.OK,
             )
             self.sparkplug.start()
 
     def tick(self) -> None:
+        if self.sparkplug is None:
+            return
+        self.sparkplug.watch_device()  # a lost camera's DDEATH need not wait for the next DDATA
         now = time.monotonic()
-        if self.sparkplug is not None and now >= self._next_data:
+        if now >= self._next_data:
             self._next_data = now + self._daemon.config.sparkplug.data_interval
             self.sparkplug.tick()
 
