@@ -68,7 +68,7 @@ def union_area(rects: np.ndarray) -> int:
     if len(rects) == 0:
         return 0
     if (rects[:, 1] == rects[0, 1]).all() and (rects[:, 3] == rects[0, 3]).all():
-        return _row_area(rects)
+        return row_area(rects[:, [0, 2]].tolist(), int(rects[0, 3] - rects[0, 1]))
     xs = np.unique(rects[:, [0, 2]])
     ys = np.unique(rects[:, [1, 3]])
     j0, j1 = np.searchsorted(xs, rects[:, 0]), np.searchsorted(xs, rects[:, 2])
@@ -76,16 +76,16 @@ def union_area(rects: np.ndarray) -> int:
     return _grid_area(xs, ys, i0, i1, j0, j1)
 
 
-def _row_area(rects: np.ndarray) -> int:
-    """`union_area` of rectangles that share one row (every tile row of a frame): the length of
-    the union of their x intervals times the row's height, in plain Python (a few tiles)."""
+def row_area(spans: list, height: int) -> int:
+    """`union_area` of rectangles that share one row (every tile row of a frame), given as their
+    [x0, x1] spans: the length of the spans' union times the row's height, in plain Python."""
     covered, reach = 0, None
-    for x0, x1 in sorted(zip(rects[:, 0].tolist(), rects[:, 2].tolist(), strict=True)):
+    for x0, x1 in sorted(spans):
         if reach is None or x0 >= reach:
             covered, reach = covered + max(x1 - x0, 0), x1
         elif x1 > reach:
             covered, reach = covered + x1 - reach, x1
-    return covered * max(int(rects[0, 3] - rects[0, 1]), 0)
+    return covered * max(height, 0)
 
 
 def _grid_area(xs: np.ndarray, ys: np.ndarray, i0, i1, j0, j1) -> int:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from edge.config import GeometryConfig
-from edge.defects.localise import union_area
+from edge.defects.localise import row_area, union_area
 from edge.defects.position import Placement
 
 Box = tuple[int, int, int, int]  # x, y, width, height in frame pixels
@@ -31,7 +32,7 @@ class ClassCuts:
     names: list[str]
     cuts: np.ndarray  # float32 [C]: the threshold actually applied (max of class and min_score)
 
-    @property
+    @cached_property
     def applied(self) -> list[float]:
         return [round(float(t), 6) for t in self.cuts]
 
@@ -60,7 +61,6 @@ class DefectBuilder:
 
     def build(self, probabilities: np.ndarray, boxes: np.ndarray, placement: Placement,
               refine: Refine | None = None) -> list[dict]:
-        boxes = np.asarray(boxes)
         continues = self._last_frame == (placement.coil_key, placement.frame_index - 1)
         previous_edges = self._edges if continues else []
         self._last_frame = (placement.coil_key, placement.frame_index)
@@ -68,19 +68,22 @@ class DefectBuilder:
         hits = probabilities >= self.classes.cuts[None, :]
         if not hits.any():
             return []
-        top, bottom = int(boxes[:, 1].min()), int((boxes[:, 1] + boxes[:, 3]).max())
+        # plain lists from here: a frame has a few tiles, and numpy's per-call cost on arrays
+        # that small was most of a defect's time
+        rects = [(x, y, x + w, y + h) for x, y, w, h in np.asarray(boxes).tolist()]
+        scores = probabilities.tolist()
+        rows = (min(r[1] for r in rects), max(r[3] for r in rects))
         defects = []
         for c in np.flatnonzero(hits.any(axis=0)).tolist():
-            for tiles in _components(boxes, np.flatnonzero(hits[:, c]).tolist()):
-                defects.append(self._defect(c, tiles, probabilities, boxes, placement,
-                                            previous_edges, (top, bottom), refine))
+            for tiles in _components(rects, np.flatnonzero(hits[:, c]).tolist()):
+                defects.append(self._defect(c, tiles, scores, rects, placement,
+                                            previous_edges, rows, refine))
         return defects
 
-    def _defect(self, c, tiles, probabilities, boxes, placement, previous_edges, rows, refine):
-        tile_boxes = boxes[tiles]
-        x0, y0 = int(tile_boxes[:, 0].min()), int(tile_boxes[:, 1].min())
-        x1 = int((tile_boxes[:, 0] + tile_boxes[:, 2]).max())
-        y1 = int((tile_boxes[:, 1] + tile_boxes[:, 3]).max())
+    def _defect(self, c, tiles, scores, rects, placement, previous_edges, rows, refine):
+        mine = [rects[t] for t in tiles]
+        x0, y0 = min(r[0] for r in mine), min(r[1] for r in mine)
+        x1, y1 = max(r[2] for r in mine), max(r[3] for r in mine)
         defect_id = self._id_for(c, x0, x1, y0 == rows[0], previous_edges)
         if y1 == rows[1]:
             self._edges.append(_Edge(c, defect_id, x0, x1))
@@ -88,13 +91,13 @@ class DefectBuilder:
         if refined is not None:
             box, area_px = refined
         else:
-            box, area_px = (x0, y0, x1 - x0, y1 - y0), _union_area(tile_boxes)
+            box, area_px = (x0, y0, x1 - x0, y1 - y0), _tiles_area(mine)
         g = self.geometry
         return {
             "defect_id": defect_id,
             "class_id": self.classes.ids[c],
             "class_name": self.classes.names[c],
-            "score": round(float(probabilities[tiles, c].max()), 6),
+            "score": round(max(scores[t][c] for t in tiles), 6),
             "threshold": self.classes.applied[c],
             "box_px": [int(v) for v in box],
             "md_m": self._md(placement, box),
@@ -127,8 +130,9 @@ class DefectBuilder:
                 round(g.cd_offset_mm + x1 * g.mm_per_px_cd, 2)]
 
 
-def _components(boxes: np.ndarray, tiles: list[int]) -> list[list[int]]:
-    """Groups of tiles whose boxes touch or overlap (union-find; a frame has few tiles)."""
+def _components(rects: list[tuple[int, int, int, int]], tiles: list[int]) -> list[list[int]]:
+    """Groups of tiles whose rectangles (x0, y0, x1, y1) touch or overlap (union-find; a frame
+    has few tiles)."""
     parent = {t: t for t in tiles}
 
     def root(t: int) -> int:
@@ -138,10 +142,10 @@ def _components(boxes: np.ndarray, tiles: list[int]) -> list[list[int]]:
         return t
 
     for i, a in enumerate(tiles):
-        ax, ay, aw, ah = boxes[a]
+        ax0, ay0, ax1, ay1 = rects[a]
         for b in tiles[i + 1:]:
-            bx, by, bw, bh = boxes[b]
-            if ax <= bx + bw and bx <= ax + aw and ay <= by + bh and by <= ay + ah:
+            bx0, by0, bx1, by1 = rects[b]
+            if ax0 <= bx1 and bx0 <= ax1 and ay0 <= by1 and by0 <= ay1:
                 parent[root(b)] = root(a)
     groups: dict[int, list[int]] = {}
     for t in tiles:
@@ -149,7 +153,9 @@ def _components(boxes: np.ndarray, tiles: list[int]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _union_area(boxes: np.ndarray) -> int:
-    """Pixels covered by the union of boxes (x, y, w, h), exact."""
-    boxes = np.asarray(boxes, dtype=np.int64)
-    return union_area(np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1))
+def _tiles_area(rects: list[tuple[int, int, int, int]]) -> int:
+    """Pixels covered by the union of tile rectangles (x0, y0, x1, y1), exact."""
+    y0, y1 = rects[0][1], rects[0][3]
+    if all(r[1] == y0 and r[3] == y1 for r in rects):  # one tile row: every 256-px-high frame
+        return row_area([(r[0], r[2]) for r in rects], y1 - y0)
+    return union_area(np.array(rects, np.int64))
