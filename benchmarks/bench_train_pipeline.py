@@ -1,12 +1,13 @@
 """Training input pipeline alone vs the train step it feeds, in crops (images) per second.
 
     .venv/bin/python benchmarks/bench_train_pipeline.py [--data DIR] [--images 96]
-        [--batch-size 32] [--batches 40] [--threads 2] [--skip-resnet]
+        [--batch-size 32] [--batches 40] [--threads 2] [--skip-resnet] [--resnet resnet50]
 
 Without --data, a synthetic 1600x256 folder of --images images is generated in a temporary
 folder. Rows: decoding the split into memory; the numpy crop+label+augment function alone; the
 whole tf.data pipeline (parallel map + prefetch) drained as fast as possible; and one
-forward+backward train step (synthetic batch, no input pipeline) for `tiny` and `resnet152`.
+forward+backward train step (synthetic batch, no input pipeline) for `tiny` and a ResNet
+(`--resnet`, default `resnet152`).
 The pipeline keeps a model fed when its rate is well above the train step's.
 """
 
@@ -76,6 +77,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument("--resnet", default="resnet152",
+                        choices=("resnet50", "resnet101", "resnet152"))
     args = parser.parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -91,7 +94,7 @@ def main() -> None:
         rows = pipeline_rows(data, args.batch_size, args.batches)
     rows.append(train_step_row("tiny", args.batch_size, 10))
     if not args.skip_resnet:
-        rows.append(train_step_row("resnet152", 4, 2))
+        rows.append(train_step_row(args.resnet, 4, 2))
 
     print(f"Training input pipeline ({platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, TF threads {args.threads or 'all'})")

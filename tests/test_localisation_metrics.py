@@ -29,3 +29,10 @@ def test_cam_boxes_are_at_least_1_6x_tighter_than_tiles_and_as_right(exported_ru
     assert cam["overlap_precision"] >= 0.6
     assert cam["coverage"] >= tiles["coverage"] - 0.06
     assert cam["coverage"] >= 0.5
+    # the per-class figures (bench_localise's table) partition the overall ones
+    per_class = report.per_class.values()
+    assert sum(f["true_defects"] for f in per_class) == report.true_defects
+    assert sum(f["cam"]["boxes"] for f in per_class) == cam["boxes"]
+    hits = sum(f["cam"]["overlap_precision"] * f["cam"]["boxes"] for f in per_class
+               if f["cam"]["boxes"])
+    assert abs(hits - cam["overlap_precision"] * cam["boxes"]) < 1e-6

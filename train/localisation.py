@@ -49,6 +49,7 @@ class LocalisationReport:
     cam: dict
     tiles: dict
     no_cell_boxes: int  # defects for which localise gave None (tile box kept)
+    per_class: dict = field(default_factory=dict)  # class id -> true_defects, cam, tiles
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -101,6 +102,8 @@ def measure(runtime, class_ids: list[int], thresholds: list[float], seed: int, f
         raise ValueError("the model has no cam output; re-export it with convert export-onnx")
     tile = runtime.input_spec.height
     cam_scores, tile_scores = BoxScores(), BoxScores()
+    class_scores = {class_id: (BoxScores(), BoxScores()) for class_id in class_ids}
+    class_truths = dict.fromkeys(class_ids, 0)
     truths = no_cell = 0
     for index in range(frames):
         frame, masks = generated_frame(seed, index, width, height, defect_free)
@@ -111,6 +114,7 @@ def measure(runtime, class_ids: list[int], thresholds: list[float], seed: int, f
             count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
             real = [k for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= min_true_px]
             truths += len(real)
+            class_truths[class_id] += len(real)
             cam_boxes, tile_union_boxes = [], []
             for group in tile_groups(probabilities[:, c] >= threshold, tiles.boxes):
                 tile_box = union_box(tiles.boxes[group])
@@ -118,11 +122,19 @@ def measure(runtime, class_ids: list[int], thresholds: list[float], seed: int, f
                 no_cell += found is None
                 cam_boxes.append(found.box_px if found else tile_box)
                 tile_union_boxes.append(tile_box)
-            for scores, boxes in ((cam_scores, cam_boxes), (tile_scores, tile_union_boxes)):
+            class_cam, class_tiles = class_scores[class_id]
+            for scores, boxes in ((cam_scores, cam_boxes), (tile_scores, tile_union_boxes),
+                                  (class_cam, cam_boxes), (class_tiles, tile_union_boxes)):
                 _score(scores, boxes, mask, labels, real)
     tile_area = tile * tile
+    per_class = {
+        class_id: {"true_defects": class_truths[class_id],
+                   "cam": class_cam.summary(class_truths[class_id], tile_area),
+                   "tiles": class_tiles.summary(class_truths[class_id], tile_area)}
+        for class_id, (class_cam, class_tiles) in class_scores.items()
+    }
     return LocalisationReport(frames, truths, cam_scores.summary(truths, tile_area),
-                              tile_scores.summary(truths, tile_area), no_cell)
+                              tile_scores.summary(truths, tile_area), no_cell, per_class)
 
 
 def _score(scores: BoxScores, boxes: list[Box], mask, labels, real: list[int]) -> None:
