@@ -39,6 +39,9 @@ OPTIONS = {
     "patience": (int, "early stopping: epochs without a better validation loss (default 6)"),
     "lr_patience": (int, "halve the learning rate after this many flat epochs (default 2)"),
     "name": (str, "model name in the card (default steel-ARCH)"),
+    "strategy": (str, "auto (default): MirroredStrategy over this machine's GPUs when it has "
+                      "several; multiworker: MultiWorkerMirroredStrategy over the machines in "
+                      "TF_CONFIG, the chief writes RUN_DIR (docs/training.md)"),
 }
 
 
@@ -105,7 +108,10 @@ def run(args) -> int:
     except KeyboardInterrupt:
         print("\n" + interrupted_message(Path(args.out)), file=sys.stderr)
         return 130
-    print(f"run written to {out}")
+    if out is None:
+        print("worker done; the chief writes the run folder")
+    else:
+        print(f"run written to {out}")
     return 0
 
 
