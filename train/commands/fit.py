@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shlex
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from edge.errors import ConfigError
 
+INTERRUPTED = object()  # fit's result when Ctrl-C stopped it
 RECIPE = "default: the architecture's recipe (`train models`)"
 
 # option -> (type, help); the defaults of recipe options come from the architecture's entry in
@@ -106,6 +108,9 @@ def run(args) -> int:
     try:
         out = fit(config, resume=args.resume, overrides=given)
     except KeyboardInterrupt:
+        out = INTERRUPTED
+    if out is INTERRUPTED:
+        release_input_pipelines()
         print("\n" + interrupted_message(Path(args.out)), file=sys.stderr)
         return 130
     if out is None:
@@ -113,6 +118,18 @@ def run(args) -> int:
     else:
         print(f"run written to {out}")
     return 0
+
+
+def release_input_pipelines() -> None:
+    """Free what an interrupted model.fit left, while Python still runs.
+
+    The training crops come from a tf.data generator; Keras' objects that hold its iterator
+    sit in reference cycles, so without a collection they live until the interpreter shuts
+    down, when TensorFlow's finaliser can no longer call back into Python and logs "Error
+    occurred when finalizing GeneratorDataset iterator: ... Python interpreter state is not
+    initialized". Called outside the `except` block, whose traceback still holds fit's frames.
+    """
+    gc.collect()
 
 
 def interrupted_message(out: Path) -> str:
