@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from edge.errors import ModelError
 from edge.inference.modelcard import ModelCard
@@ -30,6 +29,7 @@ from edge.inference.paired import PairedColumn, compare_decisions
 from edge.inference.tiling import tile_boxes
 from train.evaluation import EvalSettings, crop_scores, metrics_of, score_split
 from train.metrics import apply_thresholds, best_thresholds
+from train.progress import ProgressPredictor
 
 log = logging.getLogger(__name__)
 
@@ -161,22 +161,6 @@ def eval_settings(card: ModelCard) -> EvalSettings:
     return EvalSettings.from_dict(raw)
 
 
-class _Progress:
-    """A tqdm bar over the tiles a predictor sees."""
-
-    def __init__(self, predict: Predictor, desc: str, total: int) -> None:
-        self.predict = predict
-        self.bar = tqdm(total=total, desc=desc, unit="tile", leave=False, disable=None)
-
-    def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        scores = self.predict(tiles)
-        self.bar.update(len(tiles))
-        return scores
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def _tile_count(folder, ids: list[str], settings: EvalSettings, views) -> int:
     per_frame = len(tile_boxes(folder.height, folder.width, settings.tile, settings.frame_stride))
     per_image = {"crops": settings.crops_per_image, "frames": per_frame}
@@ -185,7 +169,7 @@ def _tile_count(folder, ids: list[str], settings: EvalSettings, views) -> int:
 
 def score_test(predict: Predictor, folder, splits: dict, settings: EvalSettings, desc: str):
     ids = list(splits["test"])
-    progress = _Progress(predict, desc, _tile_count(folder, ids, settings, VIEWS))
+    progress = ProgressPredictor(predict, _tile_count(folder, ids, settings, VIEWS), desc)
     try:
         return score_split(progress, folder, ids, settings)
     finally:
@@ -197,8 +181,8 @@ def reselect_thresholds(predict: Predictor, folder, splits: dict, settings: Eval
     ids = list(splits.get("validation") or [])
     if not ids:
         raise ModelError("the run's splits have no validation images")
-    progress = _Progress(predict, "gate: validation crops", _tile_count(folder, ids, settings,
-                                                                         ("crops",)))
+    progress = ProgressPredictor(predict, _tile_count(folder, ids, settings, ("crops",)),
+                                 "gate: validation crops")
     try:
         scored = crop_scores(progress, folder, ids, settings)
     finally:
