@@ -110,7 +110,7 @@ def test_two_workers_train_what_one_worker_trains(two_runs):
 def test_only_the_chief_writes(two_runs):
     chief = (two_runs / "w0.log").read_text()
     worker = (two_runs / "w1.log").read_text()
-    assert "run written to" in chief and "(chief)" in chief
+    assert "run written to" in chief and "(chief); waiting until every worker" in chief
     assert "worker done; the chief writes the run folder" in worker
     assert "run written to" not in worker
     single_files = sorted(p.name for p in (two_runs / "single").iterdir())
@@ -149,6 +149,7 @@ def test_the_chief_is_the_chief_task_or_worker_0():
     assert role(workers, "worker", 0).is_chief and not role(workers, "worker", 1).is_chief
     assert role(with_chief, "chief", 0).is_chief and not role(with_chief, "worker", 0).is_chief
     assert role(with_chief, "worker", 1).num_workers == 3
+    assert role(with_chief, "worker", 1).addresses == ("c:1", "a:1", "b:1")
     assert worker_role("auto", {"TF_CONFIG": "not read"}).is_chief
     with pytest.raises(ConfigError, match="--batch-size 15 does not split over 2 workers"):
         check_batch(role(workers, "worker", 0), 15)

@@ -38,6 +38,7 @@ class WorkerRole:
     num_workers: int = 1
     multiworker: bool = False
     has_chief_task: bool = False
+    addresses: tuple[str, ...] = ()  # every task's host:port, chief first
 
     @property
     def is_chief(self) -> bool:
@@ -84,8 +85,9 @@ def parse_tf_config(text: str | None) -> WorkerRole:
             0 <= index < len(cluster[task_type])):
         raise ConfigError(f"TF_CONFIG task.index {index!r} is out of range: cluster.{task_type} "
                           f"has {len(cluster[task_type])} address(es)")
-    return WorkerRole(task_type, index, sum(len(v) for v in cluster.values()), True,
-                      has_chief_task="chief" in cluster)
+    addresses = tuple(a for kind in TASK_TYPES for a in cluster.get(kind, []))
+    return WorkerRole(task_type, index, len(addresses), True, has_chief_task="chief" in cluster,
+                      addresses=addresses)
 
 
 def _cluster(cluster) -> dict[str, list[str]]:
@@ -120,7 +122,8 @@ def make_strategy(role: WorkerRole):
     import tensorflow as tf  # noqa: PLC0415
 
     if role.multiworker:
-        log.info("MultiWorkerMirroredStrategy: this process is %s", role.describe())
+        log.info("MultiWorkerMirroredStrategy: this process is %s; waiting until every worker "
+                 "of TF_CONFIG has connected (%s)", role.describe(), ", ".join(role.addresses))
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
