@@ -162,3 +162,15 @@ def test_fit_without_tf_config_stops_before_writing(tiny_synth_data, tmp_path, c
                            str(tmp_path / "run"), "--arch", "tiny", "--strategy", "multiworker")
     assert_one_line_error(code, err, "--strategy multiworker needs TF_CONFIG")
     assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_tells_every_worker_how_to_continue(tmp_path):
+    from train.commands.fit import interrupted_message
+
+    (tmp_path / rundir.STATE_FILE).write_text(json.dumps({"epoch": 3}))
+    (tmp_path / rundir.CONFIG_FILE).write_text(json.dumps({"epochs": 9,
+                                                           "strategy": "multiworker"}))
+    assert interrupted_message(tmp_path) == (
+        f"train fit: interrupted after epoch 3 of 9; resume with: train fit --resume --out "
+        f"{tmp_path} on every worker, each with its TF_CONFIG")
+    assert "this worker keeps nothing" in interrupted_message(tmp_path / "elsewhere", chief=False)

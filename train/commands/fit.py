@@ -111,7 +111,7 @@ def run(args) -> int:
         out = INTERRUPTED
     if out is INTERRUPTED:
         release_input_pipelines()
-        print("\n" + interrupted_message(Path(args.out)), file=sys.stderr)
+        print("\n" + interrupted_message(Path(args.out), is_chief(config)), file=sys.stderr)
         return 130
     if out is None:
         print("worker done; the chief writes the run folder")
@@ -132,15 +132,30 @@ def release_input_pipelines() -> None:
     gc.collect()
 
 
-def interrupted_message(out: Path) -> str:
+def is_chief(config) -> bool:
+    """Whether this process writes RUN_DIR (False only for a non-chief multiworker task)."""
+    from train.distribute import worker_role  # noqa: PLC0415
+
+    try:
+        return worker_role(config.strategy).is_chief
+    except ConfigError:
+        return True
+
+
+def interrupted_message(out: Path, chief: bool = True) -> str:
     """What Ctrl-C leaves: the exact command that continues, or that nothing is left to continue."""
     from train import rundir  # noqa: PLC0415
 
+    if not chief:
+        return ("train fit: interrupted; this worker keeps nothing (the chief writes RUN_DIR): "
+                "continue with the chief's resume command on every worker")
     state_path = out / rundir.STATE_FILE
     if not state_path.is_file():
         return ("train fit: interrupted before the first epoch finished; nothing was kept, "
                 "run the same command again")
     state = json.loads(state_path.read_text())
-    epochs = json.loads((out / rundir.CONFIG_FILE).read_text()).get("epochs")
-    return (f"train fit: interrupted after epoch {state['epoch']} of {epochs}; resume with: "
-            f"train fit --resume --out {shlex.quote(str(out))}")
+    stored = json.loads((out / rundir.CONFIG_FILE).read_text())
+    where = (" on every worker, each with its TF_CONFIG"
+             if stored.get("strategy") == "multiworker" else "")
+    return (f"train fit: interrupted after epoch {state['epoch']} of {stored.get('epochs')}; "
+            f"resume with: train fit --resume --out {shlex.quote(str(out))}{where}")
