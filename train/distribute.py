@@ -19,7 +19,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from edge.errors import ConfigError
+from edge.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def shard_by_data(dataset):
 
 
 
-def adapt_for_multiworker(model, dataset) -> None:
+def adapt_for_multiworker(model, dataset, num_workers: int) -> None:
     """Work around two Keras 3 gaps under MultiWorkerMirroredStrategy (keras-team/keras#20585).
 
     - Keras builds a model under a strategy from the first batch of the distributed dataset,
@@ -162,6 +162,9 @@ def adapt_for_multiworker(model, dataset) -> None:
     """
     import keras  # noqa: PLC0415
 
+    if not hasattr(model, "_symbolic_build"):
+        raise ModelError(f"--strategy multiworker: Keras {keras.__version__} changed the internals "
+                         "train.distribute works around (tested with Keras 3.15)")
     synchronise_batch_norm(model)
     spec = tuple(keras.KerasTensor(s.shape, s.dtype.name) for s in dataset.element_spec)
 
@@ -171,8 +174,9 @@ def adapt_for_multiworker(model, dataset) -> None:
 
     symbolic_build()
     model._maybe_symbolic_build = symbolic_build  # noqa: SLF001
-    model.train_step = _logs_as_vectors(model.train_step)
-    model.test_step = _logs_as_vectors(model.test_step)
+    if num_workers > 1:  # a one-worker cluster reduces locally, where scalars are right
+        model.train_step = _logs_as_vectors(model.train_step)
+        model.test_step = _logs_as_vectors(model.test_step)
 
 
 def synchronise_batch_norm(model) -> int:

@@ -279,7 +279,7 @@ def train(config: FitConfig, state: dict, folder, splits, work_dir: Path | None 
     with strategy.scope():
         model = build_or_resume_model(config, len(folder.class_ids), bool(state))
         if role.multiworker:
-            distribute.adapt_for_multiworker(model, train_data)
+            distribute.adapt_for_multiworker(model, train_data, role.num_workers)
     steps = default_steps(config, len(splits["train"]))
     log.info("training %s: %d epochs x %d steps of %d crops", config.arch, config.epochs, steps,
              config.batch_size)
