@@ -84,10 +84,10 @@ class FitConfig:
 
 def configure_tensorflow(threads: int = 0) -> None:
     """Limit TensorFlow's CPU threads (0 = its default); call before any TF work."""
-    import tensorflow as tf  # noqa: PLC0415
-
     if not threads:
         return
+    import tensorflow as tf  # noqa: PLC0415
+
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
