@@ -31,12 +31,15 @@ from edge.errors import ModelError
 from edge.inference.modelcard import MODELCARD_FILE, ModelCard
 from edge.inference.runtime import load_runtime
 from train import rundir
+from train.progress import REDRAW_INTERVAL_S, Progress
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-4
 PARITY_TILES = 32
+PARITY_BATCH = 8
+EXPORT_STEPS = 4  # Keras + SavedModel, tf2onnx, graph passes, parity
 BATCH_DIM = "N"
 
 
@@ -59,10 +62,25 @@ def run_child(command: list[str], log_path: Path, what: str, threads: int) -> No
             env[name] = str(threads)
         env["TF_NUM_INTEROP_THREADS"] = "1"
     log.info("%s: %s", what, " ".join(command[1:]))
-    with open(log_path, "w") as out:
-        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+    with open(log_path, "w") as out, Progress(None, what) as progress:
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        code = wait_with_progress(child, progress)
     if code != 0:
         raise ExportError(f"{what} failed (exit {code}): {last_error_line(log_path)}")
+
+
+def wait_with_progress(child: subprocess.Popen, progress: Progress) -> int:
+    """Wait for the child, showing its elapsed time (its duration cannot be known ahead)."""
+    try:
+        while True:
+            try:
+                return child.wait(timeout=REDRAW_INTERVAL_S)
+            except subprocess.TimeoutExpired:
+                progress.tick()
+    except BaseException:  # Ctrl-C or an error here: never leave the child running
+        child.kill()
+        child.wait()
+        raise
 
 
 def last_error_line(log_path: Path) -> str:
@@ -80,7 +98,11 @@ def convert_saved_model(saved_dir: Path, onnx_path: Path, card: ModelCard, opset
         "--opset", str(opset), "--output", str(onnx_path),
         "--rename-inputs", card.input.name, "--rename-outputs", card.output.name,
     ]
-    run_child(command, work / "tf2onnx.log", "tf2onnx", threads)
+    run_child(command, work / "tf2onnx.log", step(2, "tf2onnx"), threads)
+
+
+def step(number: int, what: str) -> str:
+    return f"export step {number} of {EXPORT_STEPS}: {what}"
 
 
 def finish_graph(path: Path, card: ModelCard) -> onnx.ModelProto:
@@ -112,8 +134,18 @@ def onnx_probabilities(path: Path, tiles: np.ndarray, threads: int) -> np.ndarra
 
 def onnx_outputs(path: Path, tiles: np.ndarray, threads: int):
     """(probabilities, cam or None) of the ONNX on `tiles`, through the edge runtime."""
-    with load_runtime("onnxruntime", path, max_batch=8, threads=threads, warm_up=False) as rt:
-        return rt.infer_all_with_cam(tiles)
+    parts = []
+    with (load_runtime("onnxruntime", path, max_batch=PARITY_BATCH, threads=threads,
+                       warm_up=False) as rt,
+          Progress(len(tiles), "parity check: ONNX Runtime") as progress):
+        if not len(tiles):
+            return rt.infer_all_with_cam(tiles)
+        for start in range(0, len(tiles), PARITY_BATCH):
+            parts.append(rt.infer_all_with_cam(tiles[start : start + PARITY_BATCH]))
+            progress.update(len(parts[-1][0]))
+    probabilities = np.concatenate([p for p, _ in parts])
+    cams = [c for _, c in parts]
+    return probabilities, None if cams[0] is None else np.concatenate(cams)
 
 
 def check_parity(
@@ -166,12 +198,15 @@ def export_onnx(
         np.save(work / "tiles.npy", parity)
         worker = [sys.executable, "-m", "convert.export_worker", str(keras_path),
                   str(work / "saved_model"), str(work / "tiles.npy"), str(work / "keras.npy")]
-        run_child(worker, work / "worker.log", "Keras model load and SavedModel export", threads)
+        run_child(worker, work / "worker.log",
+                  step(1, "Keras model load and SavedModel export"), threads)
         candidate = work / rundir.ONNX_FILE
         convert_saved_model(work / "saved_model", candidate, card, opset, work, threads)
+        log.info("%s", step(3, "graph passes (cam output, layout, names)"))
         model = finish_graph(candidate, card)
         height, width = _cam_size(model)
         reference = np.load(work / "keras.npy")
+        log.info("%s", step(4, f"parity check on {len(parity)} tiles"))
         diff, cam_diff = check_parity(candidate, parity, reference, source, rejected, threads)
         os.replace(candidate, target)
     if rejected.exists():

@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from edge.errors import ModelError
 from edge.inference.modelcard import ModelCard
 from edge.inference.paired import PairedColumn, compare_decisions
 from train.evaluation import EvalSettings, metrics_of
 from train.metrics import apply_thresholds, best_thresholds
+from train.progress import ProgressPredictor
 
 log = logging.getLogger(__name__)
 
@@ -159,24 +159,8 @@ def eval_settings(card: ModelCard) -> EvalSettings:
     return EvalSettings.from_dict(raw)
 
 
-class _Progress:
-    """A tqdm bar over the tiles a predictor sees."""
-
-    def __init__(self, predict: Predictor, desc: str, total: int) -> None:
-        self.predict = predict
-        self.bar = tqdm(total=total, desc=desc, unit="tile", leave=False, disable=None)
-
-    def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        scores = self.predict(tiles)
-        self.bar.update(len(tiles))
-        return scores
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def score_test(predict: Predictor, gate_set, desc: str):
-    progress = _Progress(predict, desc, gate_set.test_tiles())
+    progress = ProgressPredictor(predict, gate_set.test_tiles(), desc)
     try:
         return gate_set.score_test(progress)
     finally:
@@ -185,7 +169,7 @@ def score_test(predict: Predictor, gate_set, desc: str):
 
 def reselect_thresholds(predict: Predictor, gate_set):
     """Thresholds chosen on the candidate's validation crops, as training chose the card's."""
-    progress = _Progress(predict, "gate: validation crops", gate_set.validation_tiles())
+    progress = ProgressPredictor(predict, gate_set.validation_tiles(), "gate: validation crops")
     try:
         scored = gate_set.score_validation(progress)
     finally:

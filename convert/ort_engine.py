@@ -22,6 +22,7 @@ from onnx import TensorProto
 
 from convert.errors import EngineBuildError
 from convert.onnx_graph import consumers, graph_inputs, head_nodes, producers
+from train.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,19 @@ class TileReader:
         self.tiles = tiles
         self.batch = batch
         self.position = 0
+        self.progress: Progress | None = None  # ONNX Runtime runs each batch as it reads it
 
     def get_next(self) -> dict | None:
         if self.position >= len(self.tiles):
+            if self.progress is not None:
+                self.progress.close()
+                self.progress = None
             return None
+        if self.progress is None:
+            self.progress = Progress(len(self.tiles), "INT8 calibration")
         chunk = self.tiles[self.position : self.position + self.batch]
         self.position += self.batch
+        self.progress.update(len(chunk))
         return {self.input_name: np.ascontiguousarray(chunk)}
 
     def rewind(self) -> None:

@@ -72,7 +72,7 @@ void *_ZN14nvcaffeparser117createCaffeParserEv(void) { return 0; }
 void _ZN14nvcaffeparser123shutdownProtobufLibraryEv(void) {}
 """
 # Names the layer uses on non-TensorRT objects that some TensorRT class also happens to have.
-NOT_TENSORRT = {"update": "calibrator.py: tqdm progress bar",
+NOT_TENSORRT = {"update": "calibrator.py: train.progress.Progress",
                 "free": "pycuda device allocations",
                 "release": "runtime: threading.Lock"}
 SONAMES = ["libnvinfer", "libnvonnxparser", "libnvparsers", "libnvinfer_plugin"]

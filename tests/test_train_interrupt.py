@@ -78,3 +78,33 @@ def test_curve_markers_find_the_best_epoch_and_the_learning_rate_drops(tmp_path)
     history = read_history(path)
     assert best_epoch(history) == 2
     assert lr_drop_epochs(history) == [4, 5]
+
+
+def test_ctrl_c_of_a_real_fit_leaves_no_tensorflow_finaliser_warning(tiny_synth_data, tmp_path):
+    """SIGINT to a real `train fit` process after its first epoch: exit 130, the resume line
+    last, and none of TensorFlow's "Error occurred when finalizing GeneratorDataset iterator"
+    (its C++ warnings are shown: TF_CPP_MIN_LOG_LEVEL=0, as for a user)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "train.cli", "fit", "--data", str(tiny_synth_data),
+               "--out", str(out), "--arch", "tiny", "--epochs", "50", "--steps-per-epoch", "10",
+               "--batch-size", "8", "--patience", "50", "--threads", "1", "--quiet"]
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0", "PYTHONPATH": str(repo)}
+    process = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / rundir.STATE_FILE).is_file() and process.poll() is None:
+        assert time.monotonic() < deadline, "no epoch finished in 120 s"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-2000:]
+    assert "resume with: train fit --resume --out" in err.strip().splitlines()[-1]
+    assert "finaliz" not in err.lower() and "Traceback" not in err, err[-2000:]

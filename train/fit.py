@@ -11,11 +11,12 @@ import json
 import logging
 import math
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from edge.errors import ConfigError, DataError, ModelError
-from train import rundir
+from train import distribute, rundir
 from train.data.crops import DEFAULT_MIN_PIXELS
 from train.data.splits import SPLIT_NAMES
 from train.evaluation import EvalSettings
@@ -50,6 +51,7 @@ class FitConfig:
     lr_patience: int = 2
     verbose: int = 1
     name: str | None = None
+    strategy: str = "auto"  # train.distribute.STRATEGIES
     recipe_options: list[str] | None = None  # options taken from the architecture's recipe
 
     def __post_init__(self) -> None:
@@ -82,10 +84,10 @@ class FitConfig:
 
 def configure_tensorflow(threads: int = 0) -> None:
     """Limit TensorFlow's CPU threads (0 = its default); call before any TF work."""
-    import tensorflow as tf  # noqa: PLC0415
-
     if not threads:
         return
+    import tensorflow as tf  # noqa: PLC0415
+
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
@@ -93,11 +95,13 @@ def configure_tensorflow(threads: int = 0) -> None:
         log.debug("TensorFlow threads already fixed; --threads %d ignored", threads)
 
 
-def resolve_config(config: FitConfig, resume: bool, overrides: dict) -> tuple[FitConfig, dict]:
-    """The effective config and the resume state ({} for a fresh run)."""
+def resolve_config(config: FitConfig, resume: bool, overrides: dict,
+                   writes_out: bool = True) -> tuple[FitConfig, dict]:
+    """The effective config and the resume state ({} for a fresh run). A process that will not
+    write RUN_DIR (a non-chief worker) does not mind what is already in it."""
     out = Path(config.out)
     if not resume:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if writes_out and out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise ConfigError(f"{out}: run folder is not empty; use --resume or another --out")
         return config, {}
     config_path, state_path = out / rundir.CONFIG_FILE, out / rundir.STATE_FILE
@@ -123,12 +127,13 @@ def open_data(config: FitConfig):
     return folder
 
 
-def load_or_make_splits(config: FitConfig, folder) -> dict[str, list[str]]:
-    """Splits from --splits, from the run (resume) or made from the seed; checked."""
+def load_or_make_splits(config: FitConfig, folder, read_own: bool = True) -> dict[str, list[str]]:
+    """Splits from --splits, from the run (resume; `read_own`) or made from the seed; checked."""
     from train.data.splits import make_splits, read_splits, read_splits_file  # noqa: PLC0415
 
     own = Path(config.out) / rundir.SPLITS_FILE
-    source = Path(config.splits) if config.splits else own if own.is_file() else None
+    own = own if read_own and own.is_file() else None
+    source = Path(config.splits) if config.splits else own
     if source is None:
         splits = make_splits(folder, config.seed)
     else:
@@ -172,17 +177,6 @@ def default_steps(config: FitConfig, n_train: int) -> int:
     return config.steps_per_epoch or max(1, math.ceil(n_train / config.batch_size))
 
 
-def select_strategy():
-    """MirroredStrategy over all GPUs when there are several, else the default strategy."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        log.info("training on %d GPUs with MirroredStrategy", len(gpus))
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
 def build_or_resume_model(config: FitConfig, num_classes: int, resume: bool):
     """A compiled model: new (from --weights) or, resuming, the last checkpoint and optimizer."""
     import keras  # noqa: PLC0415
@@ -221,12 +215,13 @@ def array_dataset(tiles, labels, batch_size: int):
     return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
 
 
-def make_callbacks(config: FitConfig, state: dict):
+def make_callbacks(config: FitConfig, state: dict, out: Path):
+    """Checkpoints, state, history and TensorBoard logs written to `out` (RUN_DIR, or a
+    non-chief worker's temporary folder)."""
     import keras  # noqa: PLC0415
 
     from train.callbacks import EpochCSVLogger, FitStateWriter, TrainingEta  # noqa: PLC0415
 
-    out = Path(config.out)
     checkpoints = out / rundir.CHECKPOINT_DIR
     checkpoints.mkdir(exist_ok=True)
     best_loss = state.get("best_val_loss")
@@ -253,13 +248,17 @@ def make_callbacks(config: FitConfig, state: dict):
     return callbacks
 
 
-def train(config: FitConfig, state: dict, folder, splits) -> dict:
-    """Run model.fit; returns what the model card records under `training`."""
+def train(config: FitConfig, state: dict, folder, splits, work_dir: Path | None = None) -> dict:
+    """Run model.fit, writing checkpoints and logs to `work_dir` (default RUN_DIR); returns what
+    the model card records under `training`."""
     import keras  # noqa: PLC0415
 
     from train.evaluation import crop_eval_set  # noqa: PLC0415
     from train.pipeline import CropSource, PipelineConfig, train_dataset  # noqa: PLC0415
 
+    role = distribute.worker_role(config.strategy)
+    strategy = distribute.make_strategy(role)  # first: before any other TensorFlow work
+    work_dir = Path(work_dir or config.out)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -273,18 +272,23 @@ def train(config: FitConfig, state: dict, folder, splits) -> dict:
     val_settings = EvalSettings(seed=config.eval_seed, crops_per_image=config.val_crops,
                                 min_pixels=config.min_pixels)
     val_tiles, val_labels = crop_eval_set(folder, splits["validation"], val_settings)
-    strategy = select_strategy()
+    val_data = array_dataset(val_tiles, val_labels.astype("float32"), config.batch_size)
+    if role.multiworker:
+        train_data = distribute.shard_by_data(train_data)
+        val_data = distribute.shard_by_data(val_data)
     with strategy.scope():
         model = build_or_resume_model(config, len(folder.class_ids), bool(state))
+        if role.multiworker:
+            distribute.adapt_for_multiworker(model, train_data, role.num_workers)
     steps = default_steps(config, len(splits["train"]))
     log.info("training %s: %d epochs x %d steps of %d crops", config.arch, config.epochs, steps,
              config.batch_size)
     history = model.fit(
         train_data, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-        validation_data=array_dataset(val_tiles, val_labels.astype("float32"), config.batch_size),
-        callbacks=make_callbacks(config, state), verbose=config.verbose, shuffle=False,
+        validation_data=val_data, callbacks=make_callbacks(config, state, work_dir),
+        verbose=config.verbose if role.is_chief else 0, shuffle=False,
     )
-    final_state = json.loads((Path(config.out) / rundir.STATE_FILE).read_text())
+    final_state = json.loads((work_dir / rundir.STATE_FILE).read_text())
     return {
         "epochs_run": final_state["epoch"],
         "best_epoch": final_state.get("best_epoch"),
@@ -292,6 +296,7 @@ def train(config: FitConfig, state: dict, folder, splits) -> dict:
         "stopped_early": final_state["epoch"] < config.epochs,
         "steps_per_epoch": steps,
         "replicas": strategy.num_replicas_in_sync,
+        "workers": role.num_workers,
         "resumed_from_epoch": initial_epoch or None,
         "last_epoch_logs": {k: float(v[-1]) for k, v in history.history.items() if v},
     }
@@ -313,11 +318,17 @@ def export_best_model(config: FitConfig) -> Path:
     return target
 
 
-def fit(config: FitConfig, resume: bool = False, overrides: dict | None = None) -> Path:
-    """Train (or resume) and write the complete RUN_DIR; returns its path."""
+def fit(config: FitConfig, resume: bool = False, overrides: dict | None = None) -> Path | None:
+    """Train (or resume) and write the complete RUN_DIR; returns its path (None in a non-chief
+    worker of --strategy multiworker, which writes nothing there)."""
     from train import assess  # noqa: PLC0415
 
-    config, state = resolve_config(config, resume, overrides or {})
+    role = distribute.worker_role((overrides or {}).get("strategy") or config.strategy)
+    config, state = resolve_config(config, resume, overrides or {}, writes_out=role.is_chief)
+    role = distribute.worker_role(config.strategy)  # a resumed run keeps its stored strategy
+    distribute.check_batch(role, config.batch_size)
+    if not role.is_chief:
+        return train_as_worker(config, state, role)
     folder = open_data(config)
     splits = load_or_make_splits(config, folder)  # bad data fails before RUN_DIR is created
     out = Path(config.out)
@@ -339,6 +350,25 @@ def fit(config: FitConfig, resume: bool = False, overrides: dict | None = None) 
     model_path = export_best_model(config)
     assess.finish_run(out, model_path, folder, splits, config, training)
     return out
+
+
+def train_as_worker(config: FitConfig, state: dict, role) -> None:
+    """A non-chief worker: the same data, splits and training, everything it writes in a
+    temporary folder that is removed; RUN_DIR is the chief's."""
+    folder = open_data(config)
+    # a fresh run makes the splits from the seed, as the chief does, rather than read the
+    # chief's splits.json while it may still be written
+    splits = load_or_make_splits(config, folder, read_own=bool(state))
+    if int(state.get("epoch", 0)) >= config.epochs:
+        log.info("all %d epochs already done; nothing to train", config.epochs)
+        return None
+    work_dir = Path(tempfile.mkdtemp(prefix=f"steel-fit-{role.task_type}{role.task_index}-"))
+    try:
+        train(config, state, folder, splits, work_dir=work_dir)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    log.info("%s: training done; the chief writes %s", role.describe(), config.out)
+    return None
 
 
 def remove_failed_start(out: Path, existed: bool) -> None:

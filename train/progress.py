@@ -1,13 +1,17 @@
-"""Progress with an ETA for long numpy-side steps (evaluation), numpy only.
+"""Progress with an ETA for long steps, numpy only (train's evaluation, convert's export,
+INT8 calibration and gate).
 
-`ProgressPredictor` wraps a predictor and counts the tiles it scores: a log line at most every
-`interval` seconds with the share done and the time left, so tens of seconds of a ResNet152
-evaluation are never silent. Plain lines (no bars), so log files stay readable.
+`Progress` counts the units of one step (tiles, batches) and says how far it is: on a terminal
+one line redrawn in place, elsewhere (a log file, a pipe) a plain log line at most every
+`interval` seconds, so tens of seconds of a ResNet152 evaluation are never silent and log files
+stay readable. A step without a count (a child process) gets its elapsed time instead.
+`ProgressPredictor` wraps a predictor and counts the tiles it scores.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 import numpy as np
@@ -15,6 +19,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 LOG_INTERVAL_S = 10.0
+REDRAW_INTERVAL_S = 0.5
 
 
 def format_duration(seconds: float) -> str:
@@ -23,31 +28,85 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-class ProgressPredictor:
-    """A predictor that logs `label: done/total tiles (x%), ETA m:ss` while it runs."""
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
-    def __init__(self, predict, total_tiles: int, label: str, interval: float = LOG_INTERVAL_S,
-                 clock=time.monotonic) -> None:
-        self.predict, self.total, self.label = predict, max(1, int(total_tiles)), label
-        self.interval, self.clock = interval, clock
+
+class Progress:
+    """`label: done/total unit (x%), ETA m:ss` (or `label: m:ss elapsed` without a total)."""
+
+    def __init__(self, total: int | None, label: str, unit: str = "tiles",
+                 interval: float | None = None, clock=time.monotonic, stream=None) -> None:
+        self.total = None if total is None else max(1, int(total))
+        self.label, self.unit, self.clock = label, unit, clock
+        self.interval = LOG_INTERVAL_S if interval is None else interval
+        self.stream = sys.stderr if stream is None else stream
+        self.terminal = _is_terminal(self.stream)
         self.done = 0
-        self.started = self.last_log = clock()
+        self.started = self.last_shown = clock()
+        self.drawn = False
 
-    def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        scores = self.predict(tiles)
-        self.done += len(tiles)
+    def update(self, count: int = 1) -> None:
+        self.done += count
+        self.tick()
+
+    def tick(self) -> None:
+        """Show the status if it is time (also for a step without a count: its elapsed time)."""
         now = self.clock()
-        if now - self.last_log >= self.interval and self.done < self.total:
-            self.last_log = now
+        if self.total is not None and self.done >= self.total:
+            return  # finished: `close` says so
+        if now - self.last_shown < (min(REDRAW_INTERVAL_S, self.interval) if self.terminal
+                                    else self.interval):
+            return
+        self.last_shown = now
+        if self.terminal:
+            self.stream.write(f"\r{self.status(now)}\x1b[K")
+            self.stream.flush()
+            self.drawn = True
+        else:
             log.info("%s", self.status(now))
-        return scores
 
     def status(self, now: float) -> str:
         elapsed = now - self.started
+        if self.total is None:
+            return f"{self.label}: {format_duration(elapsed)} elapsed"
         left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
         eta = format_duration(left) if np.isfinite(left) else "?"
         share = 100.0 * self.done / self.total
-        return f"{self.label}: {self.done}/{self.total} tiles ({share:.0f}%), ETA {eta}"
+        return f"{self.label}: {self.done}/{self.total} {self.unit} ({share:.0f}%), ETA {eta}"
+
+    def close(self) -> None:
+        """Clear the terminal line and log one line with the step's time."""
+        if self.drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.drawn = False
+        took = format_duration(self.clock() - self.started)
+        counted = f"{self.done} {self.unit} " if self.total is not None else ""
+        log.info("%s: %sdone in %s", self.label, counted, took)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ProgressPredictor(Progress):
+    """A predictor that reports the tiles it scored (`Progress` over its calls)."""
+
+    def __init__(self, predict, total_tiles: int, label: str, interval: float | None = None,
+                 clock=time.monotonic, stream=None) -> None:
+        super().__init__(total_tiles, label, "tiles", interval, clock, stream)
+        self.predict = predict
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        scores = self.predict(tiles)
+        self.update(len(tiles))
+        return scores
 
 
 def split_tiles(folder, n_images: int, settings) -> int:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import tensorrt as trt
-from tqdm import tqdm
 
 from convert.errors import EngineBuildError
+from train.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class TileCalibrator(trt.IInt8EntropyCalibrator2):
             self._device = cuda.mem_alloc(self.tiles[:batch].nbytes)
         except cuda.MemoryError as exc:
             raise EngineBuildError(f"out of GPU memory for the calibration batch ({exc})") from None
-        self._bar = None
+        self._progress: Progress | None = None
         self.failure: str | None = None  # the binding prints and swallows get_batch's exceptions
 
     def get_batch_size(self) -> int:
@@ -59,14 +59,14 @@ class TileCalibrator(trt.IInt8EntropyCalibrator2):
 
     def _next_batch(self):
         if self.position >= len(self.tiles):
+            self._close_progress()
             return None
-        if self._bar is None:
-            self._bar = tqdm(total=len(self.tiles), desc="INT8 calibration", unit="tile",
-                             disable=None)
+        if self._progress is None:
+            self._progress = Progress(len(self.tiles), "INT8 calibration")
         chunk = self.tiles[self.position : self.position + self.batch]
         self._cuda.memcpy_htod(self._device, chunk)
         self.position += self.batch
-        self._bar.update(len(chunk))
+        self._progress.update(len(chunk))
         return [int(self._device)]
 
     def read_calibration_cache(self):
@@ -79,9 +79,13 @@ class TileCalibrator(trt.IInt8EntropyCalibrator2):
         self.cache_path.write_bytes(bytes(cache))
         log.info("wrote the calibration cache %s", self.cache_path)
 
+    def _close_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        self._close_progress()
         if self._device is not None:
             self._device.free()
             self._device = None

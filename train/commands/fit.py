@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shlex
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from edge.errors import ConfigError
 
+INTERRUPTED = object()  # fit's result when Ctrl-C stopped it
 RECIPE = "default: the architecture's recipe (`train models`)"
 
 # option -> (type, help); the defaults of recipe options come from the architecture's entry in
@@ -39,6 +41,9 @@ OPTIONS = {
     "patience": (int, "early stopping: epochs without a better validation loss (default 6)"),
     "lr_patience": (int, "halve the learning rate after this many flat epochs (default 2)"),
     "name": (str, "model name in the card (default steel-ARCH)"),
+    "strategy": (str, "auto (default): MirroredStrategy over this machine's GPUs when it has "
+                      "several; multiworker: MultiWorkerMirroredStrategy over the machines in "
+                      "TF_CONFIG, the chief writes RUN_DIR (docs/training.md)"),
 }
 
 
@@ -103,21 +108,54 @@ def run(args) -> int:
     try:
         out = fit(config, resume=args.resume, overrides=given)
     except KeyboardInterrupt:
-        print("\n" + interrupted_message(Path(args.out)), file=sys.stderr)
+        out = INTERRUPTED
+    if out is INTERRUPTED:
+        release_input_pipelines()
+        print("\n" + interrupted_message(Path(args.out), is_chief(config)), file=sys.stderr)
         return 130
-    print(f"run written to {out}")
+    if out is None:
+        print("worker done; the chief writes the run folder")
+    else:
+        print(f"run written to {out}")
     return 0
 
 
-def interrupted_message(out: Path) -> str:
+def release_input_pipelines() -> None:
+    """Free what an interrupted model.fit left, while Python still runs.
+
+    The training crops come from a tf.data generator; Keras' objects that hold its iterator
+    sit in reference cycles, so without a collection they live until the interpreter shuts
+    down, when TensorFlow's finaliser can no longer call back into Python and logs "Error
+    occurred when finalizing GeneratorDataset iterator: ... Python interpreter state is not
+    initialized". Called outside the `except` block, whose traceback still holds fit's frames.
+    """
+    gc.collect()
+
+
+def is_chief(config) -> bool:
+    """Whether this process writes RUN_DIR (False only for a non-chief multiworker task)."""
+    from train.distribute import worker_role  # noqa: PLC0415
+
+    try:
+        return worker_role(config.strategy).is_chief
+    except ConfigError:
+        return True
+
+
+def interrupted_message(out: Path, chief: bool = True) -> str:
     """What Ctrl-C leaves: the exact command that continues, or that nothing is left to continue."""
     from train import rundir  # noqa: PLC0415
 
+    if not chief:
+        return ("train fit: interrupted; this worker keeps nothing (the chief writes RUN_DIR): "
+                "continue with the chief's resume command on every worker")
     state_path = out / rundir.STATE_FILE
     if not state_path.is_file():
         return ("train fit: interrupted before the first epoch finished; nothing was kept, "
                 "run the same command again")
     state = json.loads(state_path.read_text())
-    epochs = json.loads((out / rundir.CONFIG_FILE).read_text()).get("epochs")
-    return (f"train fit: interrupted after epoch {state['epoch']} of {epochs}; resume with: "
-            f"train fit --resume --out {shlex.quote(str(out))}")
+    stored = json.loads((out / rundir.CONFIG_FILE).read_text())
+    where = (" on every worker, each with its TF_CONFIG"
+             if stored.get("strategy") == "multiworker" else "")
+    return (f"train fit: interrupted after epoch {state['epoch']} of {stored.get('epochs')}; "
+            f"resume with: train fit --resume --out {shlex.quote(str(out))}{where}")
