@@ -2,28 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _drop(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be an absolute F1 drop in [0, 1], got {value}")
-    return value
+from edge.argtypes import f1_drop, positive_int
 
 
 def add_arguments(parser) -> None:
@@ -38,17 +19,17 @@ def add_arguments(parser) -> None:
                              "docs/convert.md)")
     parser.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt",
                         help="tensorrt (GPU line PCs, default) or onnxruntime (CPU)")
-    parser.add_argument("--max-batch", type=_positive, default=8,
+    parser.add_argument("--max-batch", type=positive_int, default=8,
                         help="largest batch the engine takes (default 8; 7 tiles per frame)")
-    parser.add_argument("--calib-images", type=_positive, default=DEFAULT_CALIB_IMAGES,
+    parser.add_argument("--calib-images", type=positive_int, default=DEFAULT_CALIB_IMAGES,
                         help="INT8: training-split images whose tiles calibrate (default "
                              f"{DEFAULT_CALIB_IMAGES})")
-    parser.add_argument("--max-f1-drop", type=_drop, default=0.01,
+    parser.add_argument("--max-f1-drop", type=f1_drop, default=0.01,
                         help="largest allowed absolute F1 drop per class (default 0.01)")
     parser.add_argument("--data", type=Path, default=None,
                         help="data folder, if it moved since training (default: the card's)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
-    parser.add_argument("--workspace", type=_positive, default=1024, metavar="MIB",
+    parser.add_argument("--workspace", type=positive_int, default=1024, metavar="MIB",
                         help="TensorRT builder workspace limit in MiB (default 1024)")
     parser.add_argument("--no-onnx-row", dest="onnx_row", action="store_false",
                         help="skip the FP32 ONNX row of the gate table (CPU time on big models); "

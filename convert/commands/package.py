@@ -3,18 +3,9 @@ calibration tiles in one content-hashed file for `edge model install` on the lin
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+from edge.argtypes import positive_int
 
 
 def add_arguments(parser) -> None:
@@ -25,7 +16,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="package file to write (.sipkg)")
     parser.add_argument("--data", type=Path, default=None,
                         help="data folder, if it moved since training (default: the card's)")
-    parser.add_argument("--calib-images", type=_positive, default=DEFAULT_CALIB_IMAGES,
+    parser.add_argument("--calib-images", type=positive_int, default=DEFAULT_CALIB_IMAGES,
                         help="training-split images whose tiles go into the package for INT8 "
                              f"calibration (default {DEFAULT_CALIB_IMAGES})")
 

@@ -12,11 +12,11 @@ commands never do (docs/line-pc.md, "Deploying models").
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 from pathlib import Path
 
+from edge.argtypes import f1_drop, positive_int
 from edge.errors import ModelError
 from edge.inference.cpuflags import VNNI_FLAGS, cpu_flags, inference_threads
 from edge.inference.store import DEFAULT_STORE, ModelStore
@@ -27,24 +27,6 @@ RELOAD_HINT = "a running daemon takes it on `systemctl reload steel-inspect-edge
 ENGINE_FILES = {"onnxruntime": "engine.onnx", "tensorrt": "engine.plan"}
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _drop(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be an absolute F1 drop in [0, 1], got {value}")
-    return value
 
 
 def _store_option(parser) -> None:
@@ -61,9 +43,9 @@ def add_arguments(parser) -> None:
     install.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default=None,
                          help="default: tensorrt where an NVIDIA GPU and TensorRT are usable, "
                               "else onnxruntime")
-    install.add_argument("--max-batch", type=_positive, default=8,
+    install.add_argument("--max-batch", type=positive_int, default=8,
                          help="largest batch the engine takes (default 8; 7 tiles per frame)")
-    install.add_argument("--max-f1-drop", type=_drop, default=0.01,
+    install.add_argument("--max-f1-drop", type=f1_drop, default=0.01,
                          help="largest allowed absolute F1 drop per class (default 0.01)")
     install.add_argument("--threads", type=int, default=0,
                          help="CPU threads for the gate (0: physical cores minus one)")
