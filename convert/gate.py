@@ -160,20 +160,15 @@ def eval_settings(card: ModelCard) -> EvalSettings:
 
 
 def score_test(predict: Predictor, gate_set, desc: str):
-    progress = ProgressPredictor(predict, gate_set.test_tiles(), desc)
-    try:
+    with ProgressPredictor(predict, gate_set.test_tiles(), desc) as progress:
         return gate_set.score_test(progress)
-    finally:
-        progress.close()
 
 
 def reselect_thresholds(predict: Predictor, gate_set):
     """Thresholds chosen on the candidate's validation crops, as training chose the card's."""
-    progress = ProgressPredictor(predict, gate_set.validation_tiles(), "gate: validation crops")
-    try:
+    with ProgressPredictor(predict, gate_set.validation_tiles(),
+                           "gate: validation crops") as progress:
         scored = gate_set.score_validation(progress)
-    finally:
-        progress.close()
     if scored is None:
         raise ModelError("the run's splits have no validation images")
     thresholds, _ = best_thresholds(scored.labels, scored.scores)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import PackageError
-from edge.inference.tiling import tile_boxes, tile_frame
+from edge.inference.tiling import tile_frame
 from train.evaluation import (
     BATCH_TILES,
     EvalSettings,
@@ -22,6 +22,7 @@ from train.evaluation import (
     iter_eval_crops,
     score_split,
 )
+from train.progress import split_tiles
 
 VIEWS = ("crops", "frames")
 _KEYS = ("test_crops_tiles", "test_crops_labels", "test_frames_tiles", "test_frames_counts",
@@ -35,9 +36,7 @@ class FolderGateSet:
         self.folder, self.splits, self.settings = folder, splits, settings
 
     def test_tiles(self) -> int:
-        per_frame = len(tile_boxes(self.folder.height, self.folder.width, self.settings.tile,
-                                   self.settings.frame_stride))
-        return len(self.splits["test"]) * (self.settings.crops_per_image + per_frame)
+        return split_tiles(self.folder, len(self.splits["test"]), self.settings)
 
     def validation_tiles(self) -> int:
         return len(self.splits.get("validation") or []) * self.settings.crops_per_image

@@ -162,7 +162,8 @@ def adapt_for_multiworker(model, dataset, num_workers: int) -> None:
     """
     import keras  # noqa: PLC0415
 
-    if not hasattr(model, "_symbolic_build"):
+    if not all(callable(getattr(model, name, None))
+               for name in ("_symbolic_build", "_maybe_symbolic_build")):
         raise ModelError(f"--strategy multiworker: Keras {keras.__version__} changed the internals "
                          "train.distribute works around (tested with Keras 3.15)")
     synchronise_batch_norm(model)

@@ -78,21 +78,26 @@ class Progress:
         share = 100.0 * self.done / self.total
         return f"{self.label}: {self.done}/{self.total} {self.unit} ({share:.0f}%), ETA {eta}"
 
-    def close(self) -> None:
-        """Clear the terminal line and log one line with the step's time."""
+    def close(self, finished: bool = True) -> None:
+        """Clear the terminal line and log one line with the step's time (or, for a step that
+        failed or was interrupted, how far it got)."""
         if self.drawn:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
             self.drawn = False
         took = format_duration(self.clock() - self.started)
-        counted = f"{self.done} {self.unit} " if self.total is not None else ""
-        log.info("%s: %sdone in %s", self.label, counted, took)
+        if finished:
+            counted = f"{self.done} {self.unit} " if self.total is not None else ""
+            log.info("%s: %sdone in %s", self.label, counted, took)
+            return
+        counted = f" ({self.done}/{self.total} {self.unit})" if self.total is not None else ""
+        log.info("%s: stopped after %s%s", self.label, took, counted)
 
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(finished=exc_type is None)
 
 
 class ProgressPredictor(Progress):
