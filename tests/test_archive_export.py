@@ -104,6 +104,31 @@ def test_export_needs_whole_frames_and_selects_by_coil_and_date(tmp_path, capsys
     assert code != 0 and "already holds" in err
 
 
+def test_export_failures_are_one_line_and_images_gone_meanwhile_are_left_out(tmp_path, capsys):
+    root = tmp_path / "archive"
+    with ArchiveWriter(ArchiveConfig(path=root, whole_frame=True)) as writer:
+        archive_frame(writer, "K1", 1.8e9, "a.png", 1.8e9, [(10, 20, 30, 40)])
+        archive_frame(writer, "K1", 1.8e9, "b.png", 1.8e9, [(0, 0, 5, 5)])
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    code = edge_main(["archive", "export", "--archive", str(root), "--coil", "K1",
+                      "--out", str(not_a_folder)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and f"--out {not_a_folder}" in err
+
+    [folder] = export.coil_folders(root, "K1")
+    (root / "no-coil_link").symlink_to(folder.name)  # a coil named while it was listed
+    frames = export.archived_frames([folder, root / "no-coil_link"])
+    assert len(frames) == 2
+    frames[0].image.unlink()  # retention, after the listing
+    out = tmp_path / "out"
+    summary = export.write_folder(frames, out)
+    assert summary.frames == 1 and summary.rows == 1 and len(summary.skipped) == 1
+    assert "vanished" in summary.skipped[0]
+    assert sorted(p.name for p in out.iterdir()) == ["train.csv", "train_images"]
+    assert [p.name for p in (out / "train_images").iterdir()] == [frames[1].image_id]
+
+
 def test_export_of_a_replayed_run_passes_check_data_with_the_events_boxes(
     tmp_path, mqtt_broker, exported_onnx, capsys
 ):
