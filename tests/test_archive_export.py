@@ -104,6 +104,23 @@ def test_export_needs_whole_frames_and_selects_by_coil_and_date(tmp_path, capsys
     assert code != 0 and "already holds" in err
 
 
+def test_coil_selects_its_own_frames_in_a_folder_it_shares_with_a_look_alike_id(tmp_path):
+    root = tmp_path / "archive"
+    with ArchiveWriter(ArchiveConfig(path=root, whole_frame=True)) as writer:
+        archive_frame(writer, "C/1", 1.8e9, "slash.png", 1.8e9, [(0, 0, 5, 5)])
+        archive_frame(writer, "C_1", 1.8e9, "under.png", 1.8e9, [(0, 0, 5, 5)])
+        archive_frame(writer, None, 1.8e9, "early.png", 1.8e9, [(0, 0, 5, 5)])
+    early = root / coil_folder(None, 1.8e9) / "frame-early"
+    for suffix in (".jpg", ".json"):  # as the late-coil move leaves a frame acquired unnamed
+        early.with_suffix(suffix).rename(root / coil_folder("C_1", 1.8e9) / f"frame-early{suffix}")
+    folders = export.coil_folders(root, "C_1")
+    assert folders == [root / coil_folder("C/1", 1.8e9)]  # one folder for both ids
+    names = {coil: sorted(f.image.name for f in export.archived_frames(folders, coil_id=coil))
+             for coil in ("C_1", "C/1")}
+    assert names == {"C_1": ["frame-early.jpg", "frame-under.jpg"],
+                     "C/1": ["frame-early.jpg", "frame-slash.jpg"]}
+
+
 def test_export_failures_are_one_line_and_images_gone_meanwhile_are_left_out(tmp_path, capsys):
     root = tmp_path / "archive"
     with ArchiveWriter(ArchiveConfig(path=root, whole_frame=True)) as writer:

@@ -84,8 +84,12 @@ def coil_folders(root: Path, coil_id: str | None = None) -> list[Path]:
 
 
 def archived_frames(folders: list[Path], since: datetime | None = None,
-                    skipped: list[str] | None = None) -> list[ArchivedFrame]:
-    """The whole frames with their records in `folders`, acquired at or after `since`.
+                    skipped: list[str] | None = None,
+                    coil_id: str | None = None) -> list[ArchivedFrame]:
+    """The whole frames with their records in `folders`, acquired at or after `since`, of
+    `coil_id` when given: folders are named by a file-name-safe form of the id (`C/1` and `C_1`
+    share `C_1_...`), so a record naming another coil is not that coil's; one with no coil id
+    (acquired before the coil was named, moved into its folder) is the folder's.
 
     A record that cannot be read, or whose frame image is gone (retention), is left out with its
     reason in `skipped`. A folder listed twice (a coil named late while listing: its old name
@@ -108,6 +112,8 @@ def archived_frames(folders: list[Path], since: datetime | None = None,
                 skipped.append(f"{image}: frame image missing (deleted by retention?)")
                 continue
             if since is not None and _timestamp(record["ts"]) < since:
+                continue
+            if coil_id is not None and record.get("coil_id") not in (None, coil_id):
                 continue
             frames.append(ArchivedFrame(folder.name, image, record))
     return frames

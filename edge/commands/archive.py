@@ -41,7 +41,7 @@ def run(args) -> int:
     if args.coil is not None and not folders:
         raise DataError(f"archive {root}: no folder of coil {args.coil}")
     skipped: list[str] = []
-    frames = export.archived_frames(folders, since, skipped)
+    frames = export.archived_frames(folders, since, skipped, args.coil)
     for reason in skipped:
         log.warning("left out: %s", reason)
     if not frames:
