@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import cv2
 import jsonschema
 import numpy as np
+import pytest
 
 from edge.archive import export
 from edge.archive.coils import CoilArchive
@@ -21,6 +22,7 @@ from edge.archive.files import coil_folder, frame_image_name
 from edge.archive.writer import ArchiveWriter
 from edge.cli import main as edge_main
 from edge.config import ArchiveConfig, GeometryConfig, parse_config
+from edge.errors import DataError
 from edge.schemas import load_schema
 from edge.sources.base import Frame
 from tests.fixtures.broker import Subscriber, wait_until
@@ -144,6 +146,12 @@ def test_export_failures_are_one_line_and_images_gone_meanwhile_are_left_out(tmp
     assert "vanished" in summary.skipped[0]
     assert sorted(p.name for p in out.iterdir()) == ["train.csv", "train_images"]
     assert [p.name for p in (out / "train_images").iterdir()] == [frames[1].image_id]
+
+    unreadable = export.ArchivedFrame(frames[1].folder, tmp_path, frames[1].record)  # a folder
+    failed = tmp_path / "failed"
+    with pytest.raises(DataError, match=f"--out {failed}: export failed, nothing .*Is a directory"):
+        export.write_folder([frames[1], unreadable], failed)
+    assert list(failed.iterdir()) == []  # nothing left that blocks a rerun
 
 
 def test_export_of_a_replayed_run_passes_check_data_with_the_events_boxes(

@@ -248,4 +248,5 @@ def _write_partial(frames: list[ArchivedFrame], partial: Path) -> ExportSummary:
 
 def _write_error(out: Path, exc: OSError) -> DataError:
     where = exc.filename or out
-    return DataError(f"--out {out}: cannot write {where} ({exc.strerror or exc})")
+    return DataError(f"--out {out}: export failed, nothing written ({where}: "
+                     f"{exc.strerror or exc})")
