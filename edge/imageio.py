@@ -81,21 +81,28 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
 
 _TIFF_BYTE_ORDERS = {b"II": "<", b"MM": ">"}
 _TIFF_WIDTH, _TIFF_LENGTH = 256, 257  # ImageWidth, ImageLength
-_TIFF_INTEGERS = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8 (BigTIFF)
+# the integer types libtiff accepts for a size: BYTE, SHORT, LONG, LONG8 (BigTIFF) and signed
+_TIFF_INTEGERS = {1: "B", 3: "H", 4: "I", 16: "Q", 6: "b", 8: "h", 9: "i", 17: "q"}
 # magic -> format of the first directory's offset and where it is, format of its entry count,
 # size of an entry and where in it an entry's (first) value is
 _TIFF_LAYOUTS = {42: ("I", 4, "H", 12, 8), 43: ("Q", 8, "Q", 20, 12)}  # classic TIFF, BigTIFF
 
 
+def _is_tiff(data: bytes) -> bool:
+    """A classic or BigTIFF header in either byte order."""
+    if data[:2] not in _TIFF_BYTE_ORDERS or len(data) < 16:
+        return False
+    (magic,) = struct.unpack_from(_TIFF_BYTE_ORDERS[data[:2]] + "H", data, 2)
+    return magic in _TIFF_LAYOUTS
+
+
 def _tiff_size(data: bytes) -> tuple[int, int] | None:
     """ImageWidth x ImageLength of the first image (the one OpenCV decodes), either byte order,
     classic or BigTIFF; the directory may be anywhere in the file (libtiff writes it last)."""
+    if not _is_tiff(data):
+        return None
     order = _TIFF_BYTE_ORDERS[data[:2]]
-    if len(data) < 16:
-        return None
     (magic,) = struct.unpack_from(order + "H", data, 2)
-    if magic not in _TIFF_LAYOUTS:
-        return None
     offset_format, offset_at, count_format, entry_size, value_at = _TIFF_LAYOUTS[magic]
     (offset,) = struct.unpack_from(order + offset_format, data, offset_at)
     count_size = struct.calcsize(count_format)
@@ -107,10 +114,9 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
     for at in range(first, min(first + entries * entry_size, len(data) - entry_size + 1),
                     entry_size):
         tag, kind = struct.unpack_from(order + "HH", data, at)
-        if tag in (_TIFF_WIDTH, _TIFF_LENGTH) and kind in _TIFF_INTEGERS:
+        # libtiff reads unsorted directories too (so no early stop) and keeps a tag's first entry
+        if tag in (_TIFF_WIDTH, _TIFF_LENGTH) and kind in _TIFF_INTEGERS and tag not in found:
             (found[tag],) = struct.unpack_from(order + _TIFF_INTEGERS[kind], data, at + value_at)
-        if tag > _TIFF_LENGTH:  # entries are sorted by tag
-            break
     if len(found) < 2:
         return None
     return found[_TIFF_WIDTH], found[_TIFF_LENGTH]
@@ -146,7 +152,7 @@ def read_gray(
 
     The size a PNG, BMP, JPEG or TIFF declares is checked before decoding: more than
     `max_pixels`, or not `expected` (width, height) when given, and the file is refused
-    without decoding it.
+    without decoding it; so is a TIFF whose size cannot be read from its header.
     """
     try:
         data = Path(path).read_bytes()
@@ -157,6 +163,8 @@ def read_gray(
     if Path(path).suffix.lower() in _JPEG_SUFFIXES and _JPEG_END not in data[-_JPEG_TAIL:]:
         raise UnreadableImage("truncated JPEG (no end-of-image marker)")
     size = declared_size(data)
+    if size is None and _is_tiff(data):  # libtiff would decode whatever size it finds
+        raise UnreadableImage("TIFF header declares no readable size")
     if size is not None:
         if size[0] * size[1] > max_pixels:
             raise UnreadableImage(f"declares {size[0]}x{size[1]} pixels, more than the "

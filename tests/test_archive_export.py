@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import cv2
 import jsonschema
 import numpy as np
+import pytest
 
 from edge.archive import export
 from edge.archive.coils import CoilArchive
@@ -21,6 +22,7 @@ from edge.archive.files import coil_folder, frame_image_name
 from edge.archive.writer import ArchiveWriter
 from edge.cli import main as edge_main
 from edge.config import ArchiveConfig, GeometryConfig, parse_config
+from edge.errors import DataError
 from edge.schemas import load_schema
 from edge.sources.base import Frame
 from tests.fixtures.broker import Subscriber, wait_until
@@ -102,6 +104,54 @@ def test_export_needs_whole_frames_and_selects_by_coil_and_date(tmp_path, capsys
     assert code != 0 and "no whole frames of since" in err
     code, _, err = run("--coil", "K1", "--out", str(tmp_path / "since"))
     assert code != 0 and "already holds" in err
+
+
+def test_coil_selects_its_own_frames_in_a_folder_it_shares_with_a_look_alike_id(tmp_path):
+    root = tmp_path / "archive"
+    with ArchiveWriter(ArchiveConfig(path=root, whole_frame=True)) as writer:
+        archive_frame(writer, "C/1", 1.8e9, "slash.png", 1.8e9, [(0, 0, 5, 5)])
+        archive_frame(writer, "C_1", 1.8e9, "under.png", 1.8e9, [(0, 0, 5, 5)])
+        archive_frame(writer, None, 1.8e9, "early.png", 1.8e9, [(0, 0, 5, 5)])
+    early = root / coil_folder(None, 1.8e9) / "frame-early"
+    for suffix in (".jpg", ".json"):  # as the late-coil move leaves a frame acquired unnamed
+        early.with_suffix(suffix).rename(root / coil_folder("C_1", 1.8e9) / f"frame-early{suffix}")
+    folders = export.coil_folders(root, "C_1")
+    assert folders == [root / coil_folder("C/1", 1.8e9)]  # one folder for both ids
+    names = {coil: sorted(f.image.name for f in export.archived_frames(folders, coil_id=coil))
+             for coil in ("C_1", "C/1")}
+    assert names == {"C_1": ["frame-early.jpg", "frame-under.jpg"],
+                     "C/1": ["frame-early.jpg", "frame-slash.jpg"]}
+
+
+def test_export_failures_are_one_line_and_images_gone_meanwhile_are_left_out(tmp_path, capsys):
+    root = tmp_path / "archive"
+    with ArchiveWriter(ArchiveConfig(path=root, whole_frame=True)) as writer:
+        archive_frame(writer, "K1", 1.8e9, "a.png", 1.8e9, [(10, 20, 30, 40)])
+        archive_frame(writer, "K1", 1.8e9, "b.png", 1.8e9, [(0, 0, 5, 5)])
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    code = edge_main(["archive", "export", "--archive", str(root), "--coil", "K1",
+                      "--out", str(not_a_folder)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and f"--out {not_a_folder}" in err
+
+    [folder] = export.coil_folders(root, "K1")
+    (root / "no-coil_link").symlink_to(folder.name)  # a coil named while it was listed
+    frames = export.archived_frames([folder, root / "no-coil_link"])
+    assert len(frames) == 2
+    frames[0].image.unlink()  # retention, after the listing
+    out = tmp_path / "out"
+    summary = export.write_folder(frames, out)
+    assert summary.frames == 1 and summary.rows == 1 and len(summary.skipped) == 1
+    assert "vanished" in summary.skipped[0]
+    assert sorted(p.name for p in out.iterdir()) == ["train.csv", "train_images"]
+    assert [p.name for p in (out / "train_images").iterdir()] == [frames[1].image_id]
+
+    unreadable = export.ArchivedFrame(frames[1].folder, tmp_path, frames[1].record)  # a folder
+    failed = tmp_path / "failed"
+    with pytest.raises(DataError, match=f"--out {failed}: export failed, nothing .*Is a directory"):
+        export.write_folder([frames[1], unreadable], failed)
+    assert list(failed.iterdir()) == []  # nothing left that blocks a rerun
 
 
 def test_export_of_a_replayed_run_passes_check_data_with_the_events_boxes(

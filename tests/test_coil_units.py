@@ -10,7 +10,8 @@ from edge.defects.objects import ClassCuts, DefectBuilder
 from edge.defects.position import StripLocator
 from edge.tracking import Tracker, parse_coil_message
 
-CLASSES = ClassCuts([1, 2], ["scale", "scratches"], np.asarray([0.5, 0.5], np.float32))
+CLASSES = ClassCuts([1, 2], ["scale", "scratches"], np.asarray([0.5, 0.5], np.float32),
+                    [0.5, 0.5])
 
 
 @pytest.mark.parametrize(("payload", "message"), [

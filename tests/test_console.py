@@ -114,6 +114,36 @@ def test_image_urls_with_traversal_are_refused(filled, tmp_path):
         assert response.status_code == 404 and b"secret" not in response.content, url
 
 
+class MovingArchive(Archive):
+    """An archive whose coil folder is moved (as for a coil named late) right after a file in it
+    is resolved; `link` leaves the old name as a link, as the writer does once it is done."""
+
+    def __init__(self, root, link: bool) -> None:
+        super().__init__(root)
+        self.link, self.moved = link, False
+
+    def resolve(self, relative):
+        path = super().resolve(relative)
+        if path is not None and not self.moved:
+            self.moved = True
+            path.parent.rename(path.parent.with_name("C1-named"))
+            if self.link:
+                path.parent.symlink_to("C1-named")
+        return path
+
+
+@pytest.mark.parametrize("link", [True, False])
+def test_an_archive_file_moved_while_served_is_sent_or_a_404(filled, link):
+    state, _, root = filled
+    client = TestClient(build_app(state, MovingArchive(root, link), "L1", page_size=3))
+    response = client.get("/archive/defects/C1/0000.jpg")
+    if link:
+        assert response.status_code == 200
+        assert response.content == (root / "defects/C1-named/0000.jpg").read_bytes()
+    else:
+        assert response.status_code == 404
+
+
 def test_the_gallery_filters_and_pages(filled):
     state, events, root = filled
     client = client_of(state, root)

@@ -60,9 +60,11 @@ def test_tiff_sizes_written_by_pillow_are_read_from_the_header(tmp_path, mode, o
     assert read_gray(path, expected=(300, 200)).shape == (200, 300)
 
 
-def tiff_declaring(width: int, height: int, order: str, kind: int) -> bytes:
+def tiff_declaring(width: int, height: int, order: str, kind: int,
+                   size_tags: tuple[int, int] = (256, 257), unsorted: bool = False) -> bytes:
     """A classic TIFF of one 8-bit pixel whose directory declares width x height, the two sizes
-    as SHORT (kind 3) or LONG (kind 4), in little (<) or big (>) endian byte order."""
+    as SHORT (kind 3) or LONG (kind 4), in little (<) or big (>) endian byte order; `size_tags`
+    other than ImageWidth, ImageLength leave the size out, `unsorted` puts BitsPerSample first."""
     def entry(tag: int, entry_kind: int, number: int) -> bytes:
         value = (struct.pack(order + "HH", number, 0) if entry_kind == 3
                  else struct.pack(order + "I", number))
@@ -71,9 +73,11 @@ def tiff_declaring(width: int, height: int, order: str, kind: int) -> bytes:
     pixel_at = 8 + 2 + 8 * 12 + 4  # header, entry count, 8 entries, next directory (none)
     # ImageWidth, ImageLength, BitsPerSample, Compression, Photometric, StripOffsets,
     # RowsPerStrip, StripByteCounts
-    entries = [entry(256, kind, width), entry(257, kind, height), entry(258, 3, 8),
-               entry(259, 3, 1), entry(262, 3, 1), entry(273, 4, pixel_at),
+    entries = [entry(size_tags[0], kind, width), entry(size_tags[1], kind, height),
+               entry(258, 3, 8), entry(259, 3, 1), entry(262, 3, 1), entry(273, 4, pixel_at),
                entry(278, kind, height), entry(279, 4, 1)]
+    if unsorted:
+        entries.insert(0, entries.pop(2))
     header = (b"II" if order == "<" else b"MM") + struct.pack(order + "HI", 42, 8)
     directory = struct.pack(order + "H", len(entries)) + b"".join(entries) + bytes(4)
     return header + directory + b"\x80"
@@ -92,6 +96,25 @@ def test_a_tiff_declaring_huge_dimensions_is_refused_before_decoding(tmp_path, o
     assert declared_size(bomb.read_bytes()) == (side, side)
     with pytest.raises(UnreadableImage, match=f"declares {side}x{side} pixels, more than"):
         read_gray(bomb)
+
+
+def test_a_tiff_with_unsorted_tags_is_still_checked_before_decoding(tmp_path):
+    """libtiff decodes a directory whose tags are not in order, so the size check reads it too."""
+    small = tmp_path / "small.tif"
+    small.write_bytes(tiff_declaring(1, 1, "<", 4, unsorted=True))
+    assert read_gray(small).shape == (1, 1)
+    bomb = tmp_path / "bomb.tif"
+    bomb.write_bytes(tiff_declaring(20000, 20000, "<", 4, unsorted=True))
+    with pytest.raises(UnreadableImage, match="declares 20000x20000 pixels, more than"):
+        read_gray(bomb)
+
+
+def test_a_tiff_without_a_readable_size_is_refused_not_decoded(tmp_path):
+    path = tmp_path / "nosize.tif"
+    path.write_bytes(tiff_declaring(1, 1, ">", 3, size_tags=(254, 255)))  # (New)SubfileType
+    assert declared_size(path.read_bytes()) is None
+    with pytest.raises(UnreadableImage, match="TIFF header declares no readable size"):
+        read_gray(path)
 
 
 def test_links_and_directories_named_like_images_are_counted(tmp_path):

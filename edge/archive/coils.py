@@ -32,16 +32,19 @@ class CoilArchive:
         self.class_names = list(class_names)
         self._map: list[MapDefect] = []
         self._frame_width = 1
-        self._folder: tuple[float, str] | None = None  # (coil start, folder) of the open coil
+        self._coil: tuple[str | None, float] | None = None  # (coil id, start) of the open coil
+        self._folder = ""  # its folder
 
     def follow(self, coil_id: str | None, started: float) -> str:
         """The coil's folder; when the coil of this start got its name only now, the writer
-        moves what went to its unnamed folder (called for every frame: a compare, no I/O)."""
+        moves what went to its unnamed folder (called for every frame: a tuple compare; the
+        folder is named, and a move queued, only when the coil id or start changes)."""
+        if self._coil == (coil_id, started):
+            return self._folder
         folder = coil_folder(coil_id, started)
-        last = self._folder
-        if last is not None and last[0] == started and last[1] != folder:
-            self.writer.move_folder(last[1], folder)
-        self._folder = (started, folder)
+        if self._coil is not None and self._coil[1] == started and self._folder != folder:
+            self.writer.move_folder(self._folder, folder)
+        self._coil, self._folder = (coil_id, started), folder
         return folder
 
     def defect_images(self, frame: Frame, coil_id: str | None, started: float,
@@ -79,7 +82,7 @@ class CoilArchive:
                                               counts=distinct))
 
         folder = self.follow(coil_id, started)
-        self._folder = None
+        self._coil = None  # the coil ended: the next one is named afresh
         return self.writer.submit_file(f"{folder}/{MAP_NAME}", draw)
 
 

@@ -16,6 +16,7 @@ import io
 import json
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +50,7 @@ class ExportSummary:
     frames: int = 0
     rows: int = 0
     boxes_by_class: dict[int, int] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)  # one reason per frame left out
+    skipped: list[str] = field(default_factory=list)  # frames whose image vanished meanwhile
 
 
 def parse_since(text: str) -> datetime:
@@ -83,15 +84,25 @@ def coil_folders(root: Path, coil_id: str | None = None) -> list[Path]:
 
 
 def archived_frames(folders: list[Path], since: datetime | None = None,
-                    skipped: list[str] | None = None) -> list[ArchivedFrame]:
-    """The whole frames with their records in `folders`, acquired at or after `since`.
+                    skipped: list[str] | None = None,
+                    coil_id: str | None = None) -> list[ArchivedFrame]:
+    """The whole frames with their records in `folders`, acquired at or after `since`, of
+    `coil_id` when given: folders are named by a file-name-safe form of the id (`C/1` and `C_1`
+    share `C_1_...`), so a record naming another coil is not that coil's; one with no coil id
+    (acquired before the coil was named, moved into its folder) is the folder's.
 
     A record that cannot be read, or whose frame image is gone (retention), is left out with its
-    reason in `skipped`.
+    reason in `skipped`. A folder listed twice (a coil named late while listing: its old name
+    became a link to the new one) is read once.
     """
     skipped = skipped if skipped is not None else []
     frames = []
-    for folder in folders:
+    seen = set()
+    for listed in folders:
+        folder = listed.resolve()
+        if folder in seen:
+            continue
+        seen.add(folder)
         for record_path in sorted(folder.glob("frame-*.json")):
             record = _read_record(record_path, skipped)
             if record is None:
@@ -101,6 +112,8 @@ def archived_frames(folders: list[Path], since: datetime | None = None,
                 skipped.append(f"{image}: frame image missing (deleted by retention?)")
                 continue
             if since is not None and _timestamp(record["ts"]) < since:
+                continue
+            if coil_id is not None and record.get("coil_id") not in (None, coil_id):
                 continue
             frames.append(ArchivedFrame(folder.name, image, record))
     return frames
@@ -174,23 +187,66 @@ def csv_rows(frames: list[ArchivedFrame]) -> list[tuple[str, int, str]]:
 
 
 def write_folder(frames: list[ArchivedFrame], out: Path) -> ExportSummary:
-    """Copy the frames into OUT/train_images/ and write OUT/train.csv (last, atomically)."""
+    """Copy the frames into OUT/train_images/ and write OUT/train.csv.
+
+    Both are written in a hidden OUT/.partial-* folder and renamed into place at the end, so a
+    failure (disk full, OUT not a folder) leaves nothing that blocks a rerun; it is a DataError
+    naming the path. A frame whose image vanished since it was listed (retention) is left out
+    and named in the summary's `skipped`.
+    """
     if (out / CSV_NAME).exists() or (out / IMAGES_DIR).exists():
         raise DataError(f"--out {out}: already holds {IMAGES_DIR}/ or {CSV_NAME}; "
                         "export into a new folder")
-    images = out / IMAGES_DIR
-    images.mkdir(parents=True)
-    summary = ExportSummary(frames=len(frames))
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
+    except OSError as exc:
+        raise _write_error(out, exc) from None
+    try:
+        summary = _write_partial(frames, partial)
+        (partial / IMAGES_DIR).rename(out / IMAGES_DIR)
+        try:
+            (partial / CSV_NAME).rename(out / CSV_NAME)  # last: the CSV says the export is whole
+        except OSError:
+            shutil.rmtree(out / IMAGES_DIR, ignore_errors=True)
+            raise
+    except OSError as exc:
+        raise _write_error(out, exc) from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return summary
+
+
+def _write_partial(frames: list[ArchivedFrame], partial: Path) -> ExportSummary:
+    images = partial / IMAGES_DIR
+    images.mkdir()
+    summary = ExportSummary()
+    copied = []
     for frame in frames:
-        shutil.copyfile(frame.image, images / frame.image_id)
+        try:
+            shutil.copyfile(frame.image, images / frame.image_id)
+        except FileNotFoundError:
+            if frame.image.exists():
+                raise
+            summary.skipped.append(f"{frame.image}: frame image vanished (deleted by retention?)")
+            continue
+        copied.append(frame)
         for defect in frame.record["defects"]:
             class_id = int(defect["class_id"])
             summary.boxes_by_class[class_id] = summary.boxes_by_class.get(class_id, 0) + 1
-    rows = csv_rows(frames)
+    rows = csv_rows(copied)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     writer.writerows(rows)
-    write_atomic(out / CSV_NAME, text.getvalue().encode())
-    summary.rows = len(rows)
+    write_atomic(partial / CSV_NAME, text.getvalue().encode())
+    summary.frames, summary.rows = len(copied), len(rows)
     return summary
+
+
+def _write_error(out: Path, exc: OSError) -> DataError:
+    where = exc.filename or out
+    return DataError(f"--out {out}: export failed, nothing written ({where}: "
+                     f"{exc.strerror or exc})")

@@ -58,16 +58,19 @@ def _remove(path: Path) -> bool:
 
 
 def _remove_empty_folders(root: Path) -> None:
-    """Folders left empty, and links to folders that are gone (a late-named coil's old name)."""
-    for folder, subfolders, names in os.walk(root, topdown=False):
-        for path in (Path(folder) / name for name in subfolders + names):
-            if path.is_symlink() and not path.exists():
-                _remove(path)
+    """Folders left empty, then links to folders that are gone (a late-named coil's old name:
+    the writer makes them only in the root, so only the root's entries are looked at)."""
+    for folder, _, _ in os.walk(root, topdown=False):
         if Path(folder) != root:
             try:
                 os.rmdir(folder)  # only an empty folder goes
             except OSError:
                 pass  # not empty, or a file arrived meanwhile
+    with os.scandir(root) as entries:
+        links = [Path(entry.path) for entry in entries if entry.is_symlink()]
+    for link in links:
+        if not link.exists():
+            _remove(link)
 
 
 def sweep(root: Path, max_bytes: int, max_age_s: float, now: float | None = None) -> SweepResult:

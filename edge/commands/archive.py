@@ -41,17 +41,19 @@ def run(args) -> int:
     if args.coil is not None and not folders:
         raise DataError(f"archive {root}: no folder of coil {args.coil}")
     skipped: list[str] = []
-    frames = export.archived_frames(folders, since, skipped)
+    frames = export.archived_frames(folders, since, skipped, args.coil)
     for reason in skipped:
         log.warning("left out: %s", reason)
     if not frames:
         raise DataError(f"archive {root}: no whole frames of {what} (they are kept only with "
                         "archive.whole_frame = true; crops alone cannot be exported)")
     summary = export.write_folder(frames, args.out)
+    for reason in summary.skipped:
+        log.warning("left out: %s", reason)
     boxes = ", ".join(f"class {c}: {n}" for c, n in sorted(summary.boxes_by_class.items()))
     print(f"exported {summary.frames} frames of {what} from {len(folders)} coil folder(s) to "
           f"{args.out} ({summary.rows} CSV rows; boxes {boxes or 'none'}; "
-          f"{len(skipped)} left out)")
+          f"{len(skipped) + len(summary.skipped)} left out)")
     return 0
 
 

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -86,11 +87,12 @@ def build_app(state: ConsoleState, archive: Archive, line: str, page_size: int,
                       frame=event.get("frame_image"))
 
     async def archive_file(request: Request):
-        path = archive.resolve(request.path_params["path"])
-        if path is None:
+        relative = request.path_params["path"]
+        data = await run_in_threadpool(archive.read, relative)  # a whole frame can be MBs
+        if data is None:
             raise HTTPException(404, "not in the archive")
-        return FileResponse(path, media_type=media_type(path),
-                            headers={"Cache-Control": "max-age=3600"})
+        return Response(data, media_type=media_type(Path(relative)),
+                        headers={"Cache-Control": "max-age=3600"})
 
     async def latest_image(request: Request):
         image = archive.latest_jpeg(request.path_params["camera"])

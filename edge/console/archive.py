@@ -30,6 +30,15 @@ class Archive:
             return None
         return path
 
+    def read(self, relative: str) -> bytes | None:
+        """The bytes of the file `relative` names, read in one go, or None when refused or gone
+        (a late-named coil's folder can move, or retention delete a file, after `resolve`)."""
+        path = self.resolve(relative)
+        try:
+            return path.read_bytes() if path is not None else None
+        except OSError:
+            return None
+
     def latest_jpeg(self, camera: str) -> bytes | None:
         """The daemon's latest frame of `camera` (latest/{camera}.jpg), read in one go: the
         daemon replaces it every few hundred ms, and a response that took its size first and

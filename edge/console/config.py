@@ -54,8 +54,8 @@ class ConsoleConfig(Section):
         None, description="user name of HTTP Basic auth (the browser asks for it)"
     )
     basic_password_file: ConfigPath | None = Field(
-        None, description="file whose first line is basic_user's password (never put the "
-        "password in this file)",
+        None, description="file whose first line is basic_user's password (the password "
+        "itself never goes in edge.toml)",
     )
     basic_password_credential: str | None = Field(
         None, description="systemd credential name holding basic_user's password "

@@ -67,7 +67,8 @@ class CoilInspection:
         self.archive = archive
         self.model = dict(model)
         self.locator = locator
-        self.classes = ClassCuts(rule.class_ids, rule.class_names, rule.cuts)
+        self.classes = ClassCuts(rule.class_ids, rule.class_names, rule.cuts,
+                                 rule.applied_thresholds)
         self.ledger = CoilLedger(config.site, config.geometry, rule.class_names, model,
                                  locator.frames_in, paused_frames)
         self._builder: DefectBuilder | None = None
@@ -82,7 +83,8 @@ class CoilInspection:
         goes on; its report names the model in use when it ends)."""
         self.model = dict(model)
         self.ledger.model = dict(model)
-        self.classes = ClassCuts(rule.class_ids, rule.class_names, rule.cuts)
+        self.classes = ClassCuts(rule.class_ids, rule.class_names, rule.cuts,
+                                 rule.applied_thresholds)
         if self._builder is not None:
             self._builder.classes = self.classes
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -31,10 +30,7 @@ class ClassCuts:
     ids: list[int]
     names: list[str]
     cuts: np.ndarray  # float32 [C]: the threshold actually applied (max of class and min_score)
-
-    @cached_property
-    def applied(self) -> list[float]:
-        return [round(float(t), 6) for t in self.cuts]
+    applied: list[float]  # the cuts as events report them (DefectRule.applied_thresholds)
 
 
 @dataclass
