@@ -235,7 +235,7 @@ def time_localisation(probabilities, workdir: Path, frames: int) -> tuple[float,
     boxes = tile_frame(pool[0], tile=processor.tile, stride=processor.stride).boxes
     batch = np.zeros((len(boxes), *runtime.input_spec.tile_shape), np.uint8)
     outputs = [runtime.infer_with_cam(batch) for _ in range(8)]  # varied CAMs, as in the daemon
-    classes = ClassCuts(rule.class_ids, rule.class_names, rule.cuts)
+    classes = ClassCuts(rule.class_ids, rule.class_names, rule.cuts, rule.applied_thresholds)
     inspection = SimpleNamespace(classes=classes)  # all the daemon's refine reads of it
     builder = DefectBuilder(classes, config.geometry, WIDTH)
     clock = time.thread_time
