@@ -6,6 +6,7 @@ is reloaded and evaluated by `train.assess` exactly as `train evaluate` does lat
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -362,13 +363,26 @@ def train_as_worker(config: FitConfig, state: dict, role) -> None:
     if int(state.get("epoch", 0)) >= config.epochs:
         log.info("all %d epochs already done; nothing to train", config.epochs)
         return None
-    work_dir = Path(tempfile.mkdtemp(prefix=f"steel-fit-{role.task_type}{role.task_index}-"))
+    work_dir = worker_work_dir(config.out, role)
     try:
         train(config, state, folder, splits, work_dir=work_dir)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     log.info("%s: training done; the chief writes %s", role.describe(), config.out)
     return None
+
+
+def worker_work_dir(out: str, role) -> Path:
+    """A non-chief worker's scratch folder (checkpoints: GBs for ResNet152), emptied first.
+
+    Its name is fixed by the run and the task, not random, so that the next start of the same
+    worker removes what a killed one (SIGKILL, power loss: no `finally`) left behind.
+    """
+    run = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:12]
+    work_dir = Path(tempfile.gettempdir()) / f"steel-fit-{run}-{role.task_type}{role.task_index}"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    return work_dir
 
 
 def remove_failed_start(out: Path, existed: bool) -> None:
