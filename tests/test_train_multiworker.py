@@ -215,3 +215,18 @@ def test_sigterm_becomes_system_exit_so_finally_blocks_run():
             cleaned.append(True)
     assert raised.value.code == TERMINATED and cleaned == [True]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_resumed_non_chief_knows_it_is_not_the_chief(tmp_path, monkeypatch):
+    """`train fit --resume` without --strategy: the role comes from the run's stored strategy."""
+    from train.commands.fit import is_chief
+    from train.fit import FitConfig
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    (tmp_path / rundir.CONFIG_FILE).write_text(json.dumps({"strategy": "multiworker"}))
+    config = FitConfig(data="", out=str(tmp_path))  # --strategy not given: "auto"
+    assert not is_chief(config, resume=True, given={})
+    assert is_chief(config, resume=False, given={})  # a fresh run: the command line's
+    assert is_chief(config, resume=True, given={"strategy": "auto"})  # given again: it wins
+    assert is_chief(FitConfig(data="", out=str(tmp_path / "none")), resume=True, given={})

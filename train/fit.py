@@ -114,6 +114,18 @@ def resolve_config(config: FitConfig, resume: bool, overrides: dict,
     return FitConfig.from_dict(stored), json.loads(state_path.read_text())
 
 
+def run_strategy(config: FitConfig, resume: bool, overrides: dict | None = None) -> str:
+    """The --strategy the run trains with: a resumed run keeps the one stored in its
+    fit_config.json unless --strategy is given again (`config.strategy` is then the default)."""
+    if not resume or "strategy" in (overrides or {}):
+        return config.strategy
+    try:
+        stored = json.loads((Path(config.out) / rundir.CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return config.strategy  # resolve_config says what is wrong with the run folder
+    return stored.get("strategy", "auto") if isinstance(stored, dict) else config.strategy
+
+
 def open_data(config: FitConfig):
     from train.data.classmap import ClassMap  # noqa: PLC0415
     from train.data.folder import SeverstalFolder  # noqa: PLC0415

@@ -117,7 +117,8 @@ def run(args) -> int:
         out, code = INTERRUPTED, TERMINATED
     if out is INTERRUPTED:
         release_input_pipelines()
-        print("\n" + interrupted_message(Path(args.out), is_chief(config)), file=sys.stderr)
+        chief = is_chief(config, args.resume, given)
+        print("\n" + interrupted_message(Path(args.out), chief), file=sys.stderr)
         return code
     if out is None:
         print("worker done; the chief writes the run folder")
@@ -138,12 +139,14 @@ def release_input_pipelines() -> None:
     gc.collect()
 
 
-def is_chief(config) -> bool:
-    """Whether this process writes RUN_DIR (False only for a non-chief multiworker task)."""
+def is_chief(config, resume: bool = False, given: dict | None = None) -> bool:
+    """Whether this process writes RUN_DIR (False only for a non-chief multiworker task); a
+    resumed run's strategy is the one in its fit_config.json, not the command line's default."""
     from train.distribute import worker_role  # noqa: PLC0415
+    from train.fit import run_strategy  # noqa: PLC0415
 
     try:
-        return worker_role(config.strategy).is_chief
+        return worker_role(run_strategy(config, resume, given)).is_chief
     except ConfigError:
         return True
 
