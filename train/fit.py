@@ -350,7 +350,7 @@ def fit(config: FitConfig, resume: bool = False, overrides: dict | None = None) 
         out.mkdir(parents=True, exist_ok=True)
         save_splits(config, folder, splits)
         rundir.write_data_files(out, folder)
-        (out / rundir.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        rundir.write_json(out / rundir.CONFIG_FILE, config.to_dict(), indent=2)
         training = {}
         if int(state.get("epoch", 0)) < config.epochs:
             training = train(config, state, folder, splits)
