@@ -22,7 +22,7 @@ def test_ctrl_c_after_an_epoch_prints_the_resume_command(tiny_synth_data, tmp_pa
                                                          monkeypatch):
     import train.fit
 
-    def two_epochs_then_ctrl_c(config, state, folder, splits):
+    def two_epochs_then_ctrl_c(config, state, folder, splits, role):
         (tmp_path / "run" / rundir.STATE_FILE).write_text(json.dumps({"epoch": 2}))
         raise KeyboardInterrupt
 

@@ -261,15 +261,15 @@ def make_callbacks(config: FitConfig, state: dict, out: Path):
     return callbacks
 
 
-def train(config: FitConfig, state: dict, folder, splits, work_dir: Path | None = None) -> dict:
-    """Run model.fit, writing checkpoints and logs to `work_dir` (default RUN_DIR); returns what
-    the model card records under `training`."""
+def train(config: FitConfig, state: dict, folder, splits, role: distribute.WorkerRole,
+          work_dir: Path | None = None) -> dict:
+    """Run model.fit as `role`, writing checkpoints and logs to `work_dir` (default RUN_DIR);
+    returns what the model card records under `training`."""
     import keras  # noqa: PLC0415
 
     from train.evaluation import crop_eval_set  # noqa: PLC0415
     from train.pipeline import CropSource, PipelineConfig, train_dataset  # noqa: PLC0415
 
-    role = distribute.worker_role(config.strategy)
     strategy = distribute.make_strategy(role)  # first: before any other TensorFlow work
     work_dir = Path(work_dir or config.out)
     keras.utils.set_random_seed(config.seed)
@@ -336,9 +336,8 @@ def fit(config: FitConfig, resume: bool = False, overrides: dict | None = None) 
     worker of --strategy multiworker, which writes nothing there)."""
     from train import assess  # noqa: PLC0415
 
-    role = distribute.worker_role((overrides or {}).get("strategy") or config.strategy)
+    role = distribute.worker_role(run_strategy(config, resume, overrides))
     config, state = resolve_config(config, resume, overrides or {}, writes_out=role.is_chief)
-    role = distribute.worker_role(config.strategy)  # a resumed run keeps its stored strategy
     distribute.check_batch(role, config.batch_size)
     if not role.is_chief:
         return train_as_worker(config, state, role)
@@ -353,7 +352,7 @@ def fit(config: FitConfig, resume: bool = False, overrides: dict | None = None) 
         rundir.write_json(out / rundir.CONFIG_FILE, config.to_dict(), indent=2)
         training = {}
         if int(state.get("epoch", 0)) < config.epochs:
-            training = train(config, state, folder, splits)
+            training = train(config, state, folder, splits, role)
         else:
             log.info("all %d epochs already done; re-evaluating", config.epochs)
     except BaseException:
@@ -377,7 +376,7 @@ def train_as_worker(config: FitConfig, state: dict, role) -> None:
         return None
     work_dir = worker_work_dir(config.out, role)
     try:
-        train(config, state, folder, splits, work_dir=work_dir)
+        train(config, state, folder, splits, role, work_dir=work_dir)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     log.info("%s: training done; the chief writes %s", role.describe(), config.out)
