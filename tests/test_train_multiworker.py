@@ -153,6 +153,9 @@ def test_the_chief_is_the_chief_task_or_worker_0():
     assert worker_role("auto", {"TF_CONFIG": "not read"}).is_chief
     with pytest.raises(ConfigError, match="--batch-size 15 does not split over 2 workers"):
         check_batch(role(workers, "worker", 0), 15)
+    check_batch(role(workers, "worker", 0), 16, replicas=4)  # 2 workers x 2 GPUs
+    with pytest.raises(ConfigError, match="--batch-size 12 does not split over 8 replicas"):
+        check_batch(role(workers, "worker", 0), 12, replicas=8)  # 2 workers x 4 GPUs
 
 
 def test_fit_without_tf_config_stops_before_writing(tiny_synth_data, tmp_path, capsys,

@@ -109,11 +109,17 @@ def _cluster(cluster) -> dict[str, list[str]]:
     return cluster
 
 
-def check_batch(role: WorkerRole, batch_size: int) -> None:
-    """The global batch is split evenly over the workers (one CPU or GPU replica each)."""
+def check_batch(role: WorkerRole, batch_size: int, replicas: int | None = None) -> None:
+    """The global batch is split evenly over the replicas: before the strategy exists at least
+    over the workers; once it does (`replicas`: strategy.num_replicas_in_sync) over every
+    worker's GPUs, workers x GPUs per worker."""
     if role.num_workers > 1 and batch_size % role.num_workers:
         raise ConfigError(f"--batch-size {batch_size} does not split over {role.num_workers} "
                           "workers; use a multiple of the worker count")
+    if role.multiworker and replicas and replicas > 1 and batch_size % replicas:
+        raise ConfigError(f"--batch-size {batch_size} does not split over {replicas} replicas "
+                          f"({role.num_workers} workers x their GPUs); use a multiple of "
+                          f"{replicas}")
 
 
 def make_strategy(role: WorkerRole):

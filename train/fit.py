@@ -271,6 +271,8 @@ def train(config: FitConfig, state: dict, folder, splits, role: distribute.Worke
     from train.pipeline import CropSource, PipelineConfig, train_dataset  # noqa: PLC0415
 
     strategy = distribute.make_strategy(role)  # first: before any other TensorFlow work
+    if role.multiworker:
+        distribute.check_batch(role, config.batch_size, strategy.num_replicas_in_sync)
     work_dir = Path(work_dir or config.out)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
