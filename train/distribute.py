@@ -6,7 +6,8 @@
   `train fit` command on every machine, each with its own `task`). Every worker trains and saves
   its checkpoints (saving reads replicated variables, which is a collective step: a worker that
   skipped it would stall the others), but only the chief writes RUN_DIR; the other workers write
-  to a temporary folder that is removed, as TensorFlow's multi-worker guide advises.
+  to a scratch folder that is removed (train.fit.worker_work_dir), as TensorFlow's
+  multi-worker guide advises.
 
 TF_CONFIG is parsed here (json only, no TensorFlow) so a bad one is a one-line error before
 anything is written; TensorFlow is imported only to make the strategy.
