@@ -44,7 +44,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -53,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fixtur
 from edge.config import parse_config  # noqa: E402
 from edge.daemon import Daemon  # noqa: E402
 from edge.defects.events import DefectRule, EventBuilder, model_info  # noqa: E402
-from edge.defects.inspection import CoilInspection  # noqa: E402
+from edge.defects.inspection import cam_refiner  # noqa: E402
 from edge.defects.objects import ClassCuts, DefectBuilder  # noqa: E402
 from edge.defects.position import Placement  # noqa: E402
 from edge.delivery.outbox import Outbox  # noqa: E402
@@ -225,7 +224,7 @@ def time_stages(probabilities, workdir: Path, frames: int) -> dict[str, float]:
 
 def time_localisation(probabilities, workdir: Path, frames: int) -> tuple[float, float]:
     """CPU microseconds per frame of the defect builder without and with the CAM refine (the
-    daemon's own `CoilInspection._refine`), on the same tiles, probabilities and CAMs."""
+    daemon's own `cam_refiner`), on the same tiles, probabilities and CAMs."""
     config = daemon_config(workdir)
     model = null_model(probabilities, cam=True)
     rule = DefectRule(model.card, config.events)
@@ -236,7 +235,6 @@ def time_localisation(probabilities, workdir: Path, frames: int) -> tuple[float,
     batch = np.zeros((len(boxes), *runtime.input_spec.tile_shape), np.uint8)
     outputs = [runtime.infer_with_cam(batch) for _ in range(8)]  # varied CAMs, as in the daemon
     classes = ClassCuts(rule.class_ids, rule.class_names, rule.cuts, rule.applied_thresholds)
-    inspection = SimpleNamespace(classes=classes)  # all the daemon's refine reads of it
     builder = DefectBuilder(classes, config.geometry, WIDTH)
     clock = time.thread_time
     totals = [0.0, 0.0]
@@ -246,7 +244,7 @@ def time_localisation(probabilities, workdir: Path, frames: int) -> tuple[float,
         t0 = clock()
         builder.build(probs, boxes, placement)
         t1 = clock()
-        builder.build(probs, boxes, placement, CoilInspection._refine(inspection, boxes, cam))
+        builder.build(probs, boxes, placement, cam_refiner(classes.cuts, boxes, cam))
         t2 = clock()
         totals[0] += t1 - t0
         totals[1] += t2 - t1

@@ -98,3 +98,27 @@ def test_write_read_and_stale_hash(folder, tmp_path):
 def test_bad_fractions(folder):
     with pytest.raises(DataError, match="must be 3 values"):
         sp.make_splits(folder, fractions=[0.5, 0.5])
+
+
+def test_a_rewrite_that_fails_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    """The chief rewrites splits.json, fit_config.json and data_files.json on every start while
+    other workers may read them: temp file + rename, never a half-written file."""
+    import os
+
+    from train import rundir
+
+    splits = {"train": ["a.jpg"], "validation": ["b.jpg"], "test": ["c.jpg"]}
+    path = sp.write_splits(tmp_path / "splits.json", splits, {"data_hash": "h"})
+    rundir.write_json(tmp_path / rundir.CONFIG_FILE, {"epochs": 3})
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError):
+        sp.write_splits(path, {**splits, "train": ["x.jpg"]}, {"data_hash": "h"})
+    with pytest.raises(OSError):
+        rundir.write_json(tmp_path / rundir.CONFIG_FILE, {"epochs": 9})
+    assert sp.read_splits(path, "h") == splits
+    assert (tmp_path / rundir.CONFIG_FILE).read_text() == '{"epochs": 3}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [rundir.CONFIG_FILE, "splits.json"]

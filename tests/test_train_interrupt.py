@@ -22,7 +22,7 @@ def test_ctrl_c_after_an_epoch_prints_the_resume_command(tiny_synth_data, tmp_pa
                                                          monkeypatch):
     import train.fit
 
-    def two_epochs_then_ctrl_c(config, state, folder, splits):
+    def two_epochs_then_ctrl_c(config, state, folder, splits, role):
         (tmp_path / "run" / rundir.STATE_FILE).write_text(json.dumps({"epoch": 2}))
         raise KeyboardInterrupt
 
@@ -108,3 +108,21 @@ def test_ctrl_c_of_a_real_fit_leaves_no_tensorflow_finaliser_warning(tiny_synth_
     assert process.returncode == 130, err[-2000:]
     assert "resume with: train fit --resume --out" in err.strip().splitlines()[-1]
     assert "finaliz" not in err.lower() and "Traceback" not in err, err[-2000:]
+
+
+def test_sigterm_in_the_first_epoch_keeps_nothing_and_exits_143(tiny_synth_data, tmp_path,
+                                                                capsys, monkeypatch):
+    import os
+    import signal
+    import time
+
+    import train.fit
+
+    def sigterm(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    monkeypatch.setattr(train.fit, "train", sigterm)
+    code, _, err = _fit(capsys, tiny_synth_data, tmp_path / "run")
+    assert code == 143 and "run the same command again" in err.strip().splitlines()[-1]
+    assert not (tmp_path / "run").exists()

@@ -153,6 +153,9 @@ def test_the_chief_is_the_chief_task_or_worker_0():
     assert worker_role("auto", {"TF_CONFIG": "not read"}).is_chief
     with pytest.raises(ConfigError, match="--batch-size 15 does not split over 2 workers"):
         check_batch(role(workers, "worker", 0), 15)
+    check_batch(role(workers, "worker", 0), 16, replicas=4)  # 2 workers x 2 GPUs
+    with pytest.raises(ConfigError, match="--batch-size 12 does not split over 8 replicas"):
+        check_batch(role(workers, "worker", 0), 12, replicas=8)  # 2 workers x 4 GPUs
 
 
 def test_fit_without_tf_config_stops_before_writing(tiny_synth_data, tmp_path, capsys,
@@ -174,3 +177,59 @@ def test_ctrl_c_tells_every_worker_how_to_continue(tmp_path):
         f"train fit: interrupted after epoch 3 of 9; resume with: train fit --resume --out "
         f"{tmp_path} on every worker, each with its TF_CONFIG")
     assert "this worker keeps nothing" in interrupted_message(tmp_path / "elsewhere", chief=False)
+
+
+def test_a_worker_empties_its_fixed_scratch_folder_on_every_start(tmp_path, monkeypatch):
+    """A killed worker's checkpoints are removed by its next start, not left in /tmp."""
+    import tempfile
+
+    from train.fit import worker_work_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    spec = {"worker": ["a:1", "b:1", "c:1"]}
+
+    def role(index):
+        return parse_tf_config(json.dumps({"cluster": spec,
+                                           "task": {"type": "worker", "index": index}}))
+
+    first = worker_work_dir("runs/a", role(1))
+    (first / "checkpoints").mkdir()
+    (first / "checkpoints" / "last.keras").write_bytes(b"left by a killed worker")
+    again = worker_work_dir("runs/a", role(1))
+    assert again == first and list(again.iterdir()) == []
+    others = {worker_work_dir("runs/a", role(2)), worker_work_dir("runs/b", role(1))}
+    assert first not in others and len(others) == 2
+    assert sorted(p.parent for p in others | {first}) == [tmp_path] * 3
+
+
+def test_sigterm_becomes_system_exit_so_finally_blocks_run():
+    import signal
+    import time
+
+    from train.cli import TERMINATED, sigterm_as_exit
+
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = []
+    with pytest.raises(SystemExit) as raised, sigterm_as_exit():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        finally:
+            cleaned.append(True)
+    assert raised.value.code == TERMINATED and cleaned == [True]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_resumed_non_chief_knows_it_is_not_the_chief(tmp_path, monkeypatch):
+    """`train fit --resume` without --strategy: the role comes from the run's stored strategy."""
+    from train.commands.fit import is_chief
+    from train.fit import FitConfig
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    (tmp_path / rundir.CONFIG_FILE).write_text(json.dumps({"strategy": "multiworker"}))
+    config = FitConfig(data="", out=str(tmp_path))  # --strategy not given: "auto"
+    assert not is_chief(config, resume=True, given={})
+    assert is_chief(config, resume=False, given={})  # a fresh run: the command line's
+    assert is_chief(config, resume=True, given={"strategy": "auto"})  # given again: it wins
+    assert is_chief(FitConfig(data="", out=str(tmp_path / "none")), resume=True, given={})

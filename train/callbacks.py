@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import keras
 
+from train import rundir
 from train.progress import format_duration
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class FitStateWriter(keras.callbacks.Callback):
         if self.best is None or loss < self.best:
             self.best, self.best_epoch = loss, epoch + 1
         state = {"epoch": epoch + 1, "best_val_loss": self.best, "best_epoch": self.best_epoch}
-        self.path.write_text(json.dumps(state) + "\n")
+        rundir.write_json(self.path, state)  # --resume reads it: whole or the previous one
 
 
 class EpochCSVLogger(keras.callbacks.CSVLogger):

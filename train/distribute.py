@@ -6,7 +6,8 @@
   `train fit` command on every machine, each with its own `task`). Every worker trains and saves
   its checkpoints (saving reads replicated variables, which is a collective step: a worker that
   skipped it would stall the others), but only the chief writes RUN_DIR; the other workers write
-  to a temporary folder that is removed, as TensorFlow's multi-worker guide advises.
+  to a scratch folder that is removed (train.fit.worker_work_dir), as TensorFlow's
+  multi-worker guide advises.
 
 TF_CONFIG is parsed here (json only, no TensorFlow) so a bad one is a one-line error before
 anything is written; TensorFlow is imported only to make the strategy.
@@ -109,11 +110,17 @@ def _cluster(cluster) -> dict[str, list[str]]:
     return cluster
 
 
-def check_batch(role: WorkerRole, batch_size: int) -> None:
-    """The global batch is split evenly over the workers (one CPU or GPU replica each)."""
+def check_batch(role: WorkerRole, batch_size: int, replicas: int | None = None) -> None:
+    """The global batch is split evenly over the replicas: before the strategy exists at least
+    over the workers; once it does (`replicas`: strategy.num_replicas_in_sync) over every
+    worker's GPUs, workers x GPUs per worker."""
     if role.num_workers > 1 and batch_size % role.num_workers:
         raise ConfigError(f"--batch-size {batch_size} does not split over {role.num_workers} "
                           "workers; use a multiple of the worker count")
+    if role.multiworker and replicas and replicas > 1 and batch_size % replicas:
+        raise ConfigError(f"--batch-size {batch_size} does not split over {replicas} replicas "
+                          f"({role.num_workers} workers x their GPUs); use a multiple of "
+                          f"{replicas}")
 
 
 def make_strategy(role: WorkerRole):

@@ -6,6 +6,7 @@ is reloaded and evaluated by `train.assess` exactly as `train evaluate` does lat
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -111,6 +112,18 @@ def resolve_config(config: FitConfig, resume: bool, overrides: dict,
     stored.update({k: v for k, v in overrides.items() if v is not None})
     stored["out"] = str(out)  # the folder may have moved since
     return FitConfig.from_dict(stored), json.loads(state_path.read_text())
+
+
+def run_strategy(config: FitConfig, resume: bool, overrides: dict | None = None) -> str:
+    """The --strategy the run trains with: a resumed run keeps the one stored in its
+    fit_config.json unless --strategy is given again (`config.strategy` is then the default)."""
+    if not resume or "strategy" in (overrides or {}):
+        return config.strategy
+    try:
+        stored = json.loads((Path(config.out) / rundir.CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return config.strategy  # resolve_config says what is wrong with the run folder
+    return stored.get("strategy", "auto") if isinstance(stored, dict) else config.strategy
 
 
 def open_data(config: FitConfig):
@@ -248,16 +261,18 @@ def make_callbacks(config: FitConfig, state: dict, out: Path):
     return callbacks
 
 
-def train(config: FitConfig, state: dict, folder, splits, work_dir: Path | None = None) -> dict:
-    """Run model.fit, writing checkpoints and logs to `work_dir` (default RUN_DIR); returns what
-    the model card records under `training`."""
+def train(config: FitConfig, state: dict, folder, splits, role: distribute.WorkerRole,
+          work_dir: Path | None = None) -> dict:
+    """Run model.fit as `role`, writing checkpoints and logs to `work_dir` (default RUN_DIR);
+    returns what the model card records under `training`."""
     import keras  # noqa: PLC0415
 
     from train.evaluation import crop_eval_set  # noqa: PLC0415
     from train.pipeline import CropSource, PipelineConfig, train_dataset  # noqa: PLC0415
 
-    role = distribute.worker_role(config.strategy)
     strategy = distribute.make_strategy(role)  # first: before any other TensorFlow work
+    if role.multiworker:
+        distribute.check_batch(role, config.batch_size, strategy.num_replicas_in_sync)
     work_dir = Path(work_dir or config.out)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
@@ -323,9 +338,8 @@ def fit(config: FitConfig, resume: bool = False, overrides: dict | None = None) 
     worker of --strategy multiworker, which writes nothing there)."""
     from train import assess  # noqa: PLC0415
 
-    role = distribute.worker_role((overrides or {}).get("strategy") or config.strategy)
+    role = distribute.worker_role(run_strategy(config, resume, overrides))
     config, state = resolve_config(config, resume, overrides or {}, writes_out=role.is_chief)
-    role = distribute.worker_role(config.strategy)  # a resumed run keeps its stored strategy
     distribute.check_batch(role, config.batch_size)
     if not role.is_chief:
         return train_as_worker(config, state, role)
@@ -337,10 +351,10 @@ def fit(config: FitConfig, resume: bool = False, overrides: dict | None = None) 
         out.mkdir(parents=True, exist_ok=True)
         save_splits(config, folder, splits)
         rundir.write_data_files(out, folder)
-        (out / rundir.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        rundir.write_json(out / rundir.CONFIG_FILE, config.to_dict(), indent=2)
         training = {}
         if int(state.get("epoch", 0)) < config.epochs:
-            training = train(config, state, folder, splits)
+            training = train(config, state, folder, splits, role)
         else:
             log.info("all %d epochs already done; re-evaluating", config.epochs)
     except BaseException:
@@ -362,13 +376,26 @@ def train_as_worker(config: FitConfig, state: dict, role) -> None:
     if int(state.get("epoch", 0)) >= config.epochs:
         log.info("all %d epochs already done; nothing to train", config.epochs)
         return None
-    work_dir = Path(tempfile.mkdtemp(prefix=f"steel-fit-{role.task_type}{role.task_index}-"))
+    work_dir = worker_work_dir(config.out, role)
     try:
-        train(config, state, folder, splits, work_dir=work_dir)
+        train(config, state, folder, splits, role, work_dir=work_dir)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     log.info("%s: training done; the chief writes %s", role.describe(), config.out)
     return None
+
+
+def worker_work_dir(out: str, role) -> Path:
+    """A non-chief worker's scratch folder (checkpoints: GBs for ResNet152), emptied first.
+
+    Its name is fixed by the run and the task, not random, so that the next start of the same
+    worker removes what a killed one (SIGKILL, power loss: no `finally`) left behind.
+    """
+    run = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:12]
+    work_dir = Path(tempfile.gettempdir()) / f"steel-fit-{run}-{role.task_type}{role.task_index}"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    return work_dir
 
 
 def remove_failed_start(out: Path, existed: bool) -> None:

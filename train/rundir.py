@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edge.archive.files import write_atomic
 from edge.errors import DataError
 from edge.inference.modelcard import MODELCARD_FILE, ModelCard
 
@@ -82,7 +83,13 @@ def open_run_data(card: ModelCard, run_dir: Path, data_dir: Path | None = None):
 
 def write_data_files(run_dir: Path, folder) -> None:
     """RUN_DIR/data_files.json: the listing the content hash was computed from."""
-    (Path(run_dir) / DATA_FILES).write_text(json.dumps(folder.file_listing()) + "\n")
+    write_json(Path(run_dir) / DATA_FILES, folder.file_listing())
+
+
+def write_json(path: Path, document, indent: int | None = None) -> None:
+    """Write a JSON file whole or not at all (temp file + rename): the chief rewrites RUN_DIR's
+    files on every start, including --resume, while another worker may be reading them."""
+    write_atomic(Path(path), (json.dumps(document, indent=indent) + "\n").encode())
 
 
 def changed_files(run_dir: Path, folder) -> str:

@@ -104,7 +104,7 @@ class CoilInspection:
         out = self._begin(frame, placement)
         builder = self._builder
         builder.frame_width = frame.image.shape[1]
-        refine = None if cam is None else self._refine(boxes, cam)
+        refine = None if cam is None else cam_refiner(self.classes.cuts, boxes, cam)
         defects = builder.build(probabilities, boxes, placement, refine)
         self.ledger.open.next_defect_id = builder.next_defect_id
         self.ledger.processed(frame.timestamp, defects)
@@ -170,14 +170,6 @@ class CoilInspection:
         self._next_state, self._dirty = now + _STATE_EVERY_S, False
         return self.ledger.snapshot(self.locator.segment)
 
-    def _refine(self, boxes: np.ndarray, cam: np.ndarray):
-        cuts = self.classes.cuts
-
-        def refine(c: int, tiles: list[int]):
-            found = localise(boxes[tiles], cam[tiles, c], float(cuts[c]))
-            return None if found is None else (found.box_px, found.area_px)
-        return refine
-
     def _close(self, reason: str, ended: float | None = None) -> dict:
         """End the open coil: its report, with the map the archive draws of it."""
         totals = self.ledger.open
@@ -219,6 +211,16 @@ class CoilInspection:
             "model": dict(self.model),
             "defects": defects,
         }
+
+
+def cam_refiner(cuts, boxes: np.ndarray, cam: np.ndarray):
+    """DefectBuilder's `refine(class, tiles)`: the (box_px, area_px) that the frame's class
+    activation maps find for a defect over those tiles (None where they find nothing)."""
+
+    def refine(c: int, tiles: list[int]):
+        found = localise(boxes[tiles], cam[tiles, c], float(cuts[c]))
+        return None if found is None else (found.box_px, found.area_px)
+    return refine
 
 
 def resume_segment(state: dict | None) -> OpenSegment | None:

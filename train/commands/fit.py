@@ -97,6 +97,7 @@ def parse_alpha(text: str) -> float | None:
 
 
 def run(args) -> int:
+    from train.cli import TERMINATED  # noqa: PLC0415
     from train.fit import FitConfig, configure_tensorflow, fit  # noqa: PLC0415
     from train.models import model_entry  # noqa: PLC0415
 
@@ -105,14 +106,20 @@ def run(args) -> int:
         raise ConfigError("--data is required (except with --resume)")
     config = FitConfig.from_dict(with_recipe(given, model_entry, FitConfig.arch, args))
     configure_tensorflow(args.threads)
+    code = 130
     try:
         out = fit(config, resume=args.resume, overrides=given)
     except KeyboardInterrupt:
         out = INTERRUPTED
+    except SystemExit as exc:  # SIGTERM: train.cli.sigterm_as_exit
+        if exc.code != TERMINATED:
+            raise
+        out, code = INTERRUPTED, TERMINATED
     if out is INTERRUPTED:
         release_input_pipelines()
-        print("\n" + interrupted_message(Path(args.out), is_chief(config)), file=sys.stderr)
-        return 130
+        chief = is_chief(config, args.resume, given)
+        print("\n" + interrupted_message(Path(args.out), chief), file=sys.stderr)
+        return code
     if out is None:
         print("worker done; the chief writes the run folder")
     else:
@@ -132,18 +139,20 @@ def release_input_pipelines() -> None:
     gc.collect()
 
 
-def is_chief(config) -> bool:
-    """Whether this process writes RUN_DIR (False only for a non-chief multiworker task)."""
+def is_chief(config, resume: bool = False, given: dict | None = None) -> bool:
+    """Whether this process writes RUN_DIR (False only for a non-chief multiworker task); a
+    resumed run's strategy is the one in its fit_config.json, not the command line's default."""
     from train.distribute import worker_role  # noqa: PLC0415
+    from train.fit import run_strategy  # noqa: PLC0415
 
     try:
-        return worker_role(config.strategy).is_chief
+        return worker_role(run_strategy(config, resume, given)).is_chief
     except ConfigError:
         return True
 
 
 def interrupted_message(out: Path, chief: bool = True) -> str:
-    """What Ctrl-C leaves: the exact command that continues, or that nothing is left to continue."""
+    """What Ctrl-C (or SIGTERM) leaves: the command that continues, or that nothing is kept."""
     from train import rundir  # noqa: PLC0415
 
     if not chief:

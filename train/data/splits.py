@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.archive.files import write_atomic
 from edge.errors import DataError
 from train.data.problems import name_some
 
@@ -129,8 +130,7 @@ def write_splits(path, splits: dict[str, list[str]], meta: dict) -> Path:
     """JSON {"format", "meta", "splits"}; meta should carry "data_hash" (folder.content_hash())."""
     path = Path(path)
     document = {"format": FORMAT_VERSION, "meta": meta, "splits": splits}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    write_atomic(path, (json.dumps(document, indent=1) + "\n").encode())  # mkdir included
     return path
 
 
