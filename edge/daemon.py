@@ -256,9 +256,10 @@ class Daemon:
         self._model_faulted = self.stats.model_faulted or faults != self._faults_seen
         self._faults_seen = faults
         state = (self._model_faulted, self.outbox.stream)
-        if self._birth_state is not None and state != self._birth_state:
-            self.mqtt.republish_birth()  # a no-op while offline: the next connect's birth says it
-        self._birth_state = state
+        if self._birth_state is None:
+            self._birth_state = state  # the first connect's birth says it
+        elif state != self._birth_state and self.mqtt.republish_birth():
+            self._birth_state = state  # offline: tried again each tick until published
 
     def stats_message(self) -> dict:
         return stats_payload(
