@@ -370,5 +370,7 @@ class Daemon:
         stats = self.stats
         if not self._model_faulted:
             return {"model_state": "ok", "model_fault": None}
+        since = stats.model_fault_since  # None only in a race with the pipeline's first fault
         return {"model_state": "fault", "model_fault": {
-            "reason": stats.model_fault_reason, "since": utc_iso(stats.model_fault_since)}}
+            "reason": stats.model_fault_reason or "model outputs invalid",
+            "since": utc_iso(since if since is not None else time.time())}}

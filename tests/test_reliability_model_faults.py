@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from edge.commands.check import run as check_run
+from edge.commands.run import run_daemon
 from edge.config import parse_config
+from edge.daemon import Daemon
 from edge.delivery.outbox import Outbox
 from edge.errors import ModelError, ModelFault
 from edge.inference.model import load_model
@@ -150,3 +154,30 @@ def test_payloads_are_strict_json_and_the_outbox_refuses_nan_without_taking_a_se
         assert [e.payload for e in outbox.pending()] == [encode_payload(good).encode()]
     finally:
         outbox.close()
+
+
+def test_a_tick_that_raises_stops_nothing_and_the_fault_fields_are_never_null(caplog):
+    class FailingTicks:
+        ticks, stopped = 0, False
+
+        def start(self):
+            pass
+
+        def tick(self):
+            self.ticks += 1
+            raise TypeError("a side feature's bug")
+
+        def shutdown(self):
+            self.stopped = True
+
+    daemon = FailingTicks()
+    caplog.set_level(logging.ERROR, logger="edge.commands.run")
+    run_daemon(daemon, threading.Event(), until=lambda: daemon.ticks >= 3, tick=0.01)
+    assert daemon.ticks == 3 and daemon.stopped
+    failures = [r for r in caplog.records if "tick failed; inspection goes on" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is not None  # one per 10 s, traceback
+    # the first fault's count seen before its fields (a race with the pipeline's thread)
+    stats = SimpleNamespace(model_fault_since=None, model_fault_reason=None)
+    state = Daemon._model_state(SimpleNamespace(_model_faulted=True, stats=stats))
+    assert state["model_state"] == "fault" and state["model_fault"]["reason"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", state["model_fault"]["since"])
