@@ -142,7 +142,7 @@ class Daemon:
             self.tracker.last_coil_id = saved["segment"]["coil_id"]
         inspection = CoilInspection(config, rule, info, self.locator, self._coil_archive(rule),
                                     paused_frames=self.pause.frames_by_coil,
-                                    paused_coils=self.pause.coils)
+                                    paused_coils=self.pause.coils, pause=self.pause)
         if saved:
             log.info("resuming coil %s after a restart", saved["totals"]["coil_id"])
             for kind, payload in inspection.restore(saved):

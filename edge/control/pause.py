@@ -47,6 +47,8 @@ class InspectionPause:
         # the grabber; the inference thread reads and pops them when the coil is reported)
         self.frames_by_coil: dict[int, int] = {}
         self.coils: dict[int, PausedCoil] = {}
+        self._coils_lock = threading.Lock()  # the grabber's skipped() against coil_reported()
+        self._reported_key: int | None = None  # the highest coil key reported (keys increase)
 
     @property
     def active(self) -> bool:
@@ -57,12 +59,23 @@ class InspectionPause:
         if placement is None:
             return
         key = placement.coil_key
-        seen = self.coils.get(key)
-        if seen is None:
-            self.coils[key] = PausedCoil(placement, placement, height_px, timestamp)
-        else:
-            seen.last, seen.height_px, seen.last_ts = placement, height_px, timestamp
-        self.frames_by_coil[key] = self.frames_by_coil.get(key, 0) + 1
+        with self._coils_lock:
+            if self._reported_key is not None and key <= self._reported_key:
+                return  # a late frame of a coil already reported: no second report of it
+            seen = self.coils.get(key)
+            if seen is None:
+                self.coils[key] = PausedCoil(placement, placement, height_px, timestamp)
+            else:
+                seen.last, seen.height_px, seen.last_ts = placement, height_px, timestamp
+            self.frames_by_coil[key] = self.frames_by_coil.get(key, 0) + 1
+
+    def coil_reported(self, key: int) -> None:
+        """The inference thread is reporting this coil (called before its report is built):
+        paused frames of it, or of an earlier coil, acquired from now on are left out."""
+        with self._coils_lock:
+            if self._reported_key is None or key > self._reported_key:
+                self._reported_key = key
+            self.coils.pop(key, None)
 
     def pause(self, by: str | None, reason: str | None) -> dict:
         with self._lock:
