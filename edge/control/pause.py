@@ -40,9 +40,8 @@ class InspectionPause:
     def __init__(self, state_dir: Path) -> None:
         self.marker = Path(state_dir) / MARKER
         self._lock = threading.Lock()
-        self._since: float | None = None
-        self.by: str | None = None
-        self.reason: str | None = None
+        # (since, by, reason) while paused, else None: swapped whole, read once by other threads
+        self._held: tuple[float, str | None, str | None] | None = None
         # coil_key -> frames acquired while paused, and what was seen of the coil (written by
         # the grabber; the inference thread reads and pops them when the coil is reported)
         self.frames_by_coil: dict[int, int] = {}
@@ -52,7 +51,7 @@ class InspectionPause:
 
     @property
     def active(self) -> bool:
-        return self._since is not None
+        return self._held is not None
 
     def skipped(self, placement, height_px: int, timestamp: float) -> None:
         """The grabber acquired a frame while paused (placement None: events v1, no coil)."""
@@ -79,8 +78,8 @@ class InspectionPause:
 
     def pause(self, by: str | None, reason: str | None) -> dict:
         with self._lock:
-            if self._since is None:
-                self._since, self.by, self.reason = time.time(), by, reason
+            if self._held is None:
+                self._held = (time.time(), by, reason)
                 self._write_marker()
                 log.warning("INSPECTION PAUSED by %s (%s): frames are acquired and counted, NOT "
                             "inspected, until `resume` or a restart", by or "?", reason or "-")
@@ -88,25 +87,27 @@ class InspectionPause:
 
     def resume(self, by: str | None) -> dict:
         with self._lock:
-            if self._since is not None:
+            if self._held is not None:
                 log.warning("inspection resumed by %s after %.0f s paused", by or "?",
-                            time.time() - self._since)
-                self._since = self.by = self.reason = None
+                            time.time() - self._held[0])
+                self._held = None
                 self._remove_marker()
             return self.status()
 
     def status(self) -> dict:
         """For the status message, the stats and the command answers."""
-        since = self._since
-        if since is None:
+        held = self._held
+        if held is None:
             return {"state": "running"}
-        return {"state": "paused", "since": utc_iso(since), "by": self.by, "reason": self.reason}
+        since, by, reason = held
+        return {"state": "paused", "since": utc_iso(since), "by": by, "reason": reason}
 
     def describe(self) -> str:
-        since = self._since
-        if since is None:
+        held = self._held
+        if held is None:
             return "running"
-        return f"paused by {self.by or '?'} for {time.time() - since:.0f} s ({self.reason or '-'})"
+        since, by, reason = held
+        return f"paused by {by or '?'} for {time.time() - since:.0f} s ({reason or '-'})"
 
     def report_previous_run(self) -> None:
         """At start: a pause the last run ended with does not carry over; say so loudly."""
