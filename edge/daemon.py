@@ -252,9 +252,11 @@ class Daemon:
         """Republish the retained status when the model faults or recovers, or the outbox began
         a new stream. A fault since the last tick counts even if the last frame was valid, so
         every fault is seen in the status for at least one tick."""
-        faults = self.stats.model_faults
+        faults, was_faulted = self.stats.model_faults, self._model_faulted
         self._model_faulted = self.stats.model_faulted or faults != self._faults_seen
         self._faults_seen = faults
+        if was_faulted and not self._model_faulted:
+            self.stats.model_fault_since = None  # the fault state ended: the next one begins anew
         state = (self._model_faulted, self.outbox.stream)
         if self._birth_state is None:
             self._birth_state = state  # the first connect's birth says it

@@ -275,7 +275,7 @@ class Pipeline:
         """Since and reason first, the count last: the daemon's tick reads the count from
         another thread and then the fields."""
         stats = self.stats
-        if not stats.model_faulted:
+        if stats.model_fault_since is None:  # the daemon clears it when its status says ok
             stats.model_fault_since = time.time()
         stats.model_fault_reason = reason
         stats.model_faulted = True
