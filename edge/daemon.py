@@ -142,7 +142,7 @@ class Daemon:
             self.tracker.last_coil_id = saved["segment"]["coil_id"]
         inspection = CoilInspection(config, rule, info, self.locator, self._coil_archive(rule),
                                     paused_frames=self.pause.frames_by_coil,
-                                    paused_coils=self.pause.coils)
+                                    paused_coils=self.pause.coils, pause=self.pause)
         if saved:
             log.info("resuming coil %s after a restart", saved["totals"]["coil_id"])
             for kind, payload in inspection.restore(saved):
@@ -252,13 +252,16 @@ class Daemon:
         """Republish the retained status when the model faults or recovers, or the outbox began
         a new stream. A fault since the last tick counts even if the last frame was valid, so
         every fault is seen in the status for at least one tick."""
-        faults = self.stats.model_faults
+        faults, was_faulted = self.stats.model_faults, self._model_faulted
         self._model_faulted = self.stats.model_faulted or faults != self._faults_seen
         self._faults_seen = faults
+        if was_faulted and not self._model_faulted:
+            self.stats.model_fault_since = None  # the fault state ended: the next one begins anew
         state = (self._model_faulted, self.outbox.stream)
-        if self._birth_state is not None and state != self._birth_state:
-            self.mqtt.republish_birth()  # a no-op while offline: the next connect's birth says it
-        self._birth_state = state
+        if self._birth_state is None:
+            self._birth_state = state  # the first connect's birth says it
+        elif state != self._birth_state and self.mqtt.republish_birth():
+            self._birth_state = state  # offline: tried again each tick until published
 
     def stats_message(self) -> dict:
         return stats_payload(
@@ -369,5 +372,7 @@ class Daemon:
         stats = self.stats
         if not self._model_faulted:
             return {"model_state": "ok", "model_fault": None}
+        since = stats.model_fault_since  # None only in a race with the pipeline's first fault
         return {"model_state": "fault", "model_fault": {
-            "reason": stats.model_fault_reason, "since": utc_iso(stats.model_fault_since)}}
+            "reason": stats.model_fault_reason or "model outputs invalid",
+            "since": utc_iso(since if since is not None else time.time())}}

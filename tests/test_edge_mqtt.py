@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -106,3 +107,37 @@ def test_watchdog_interval_is_half_the_period_and_only_for_our_pid(tmp_path, mon
         assert 3 <= len(listener.lines("WATCHDOG")) <= 4
     finally:
         listener.close()
+
+
+def test_a_status_change_before_the_births_puback_is_republished_and_births_keep_order(
+    mqtt_broker, mqtt_subscriber
+):
+    built = []
+
+    def birth() -> dict:
+        built.append(len(built))
+        return {"n": built[-1]}
+
+    client = MqttClient(mqtt_config(mqtt_broker), SITE, birth)
+    on_connect, early = client._client.on_connect, []
+
+    def connect_then_republish(*args) -> None:  # in paho's thread: its PUBACK waits on us
+        on_connect(*args)
+        early.append((client.ready.is_set(), client.republish_birth()))
+
+    client._client.on_connect = connect_then_republish
+    assert not client.republish_birth()  # not connected: the next connect's birth says it
+    client.start()
+    try:
+        assert client.ready.wait(10), client.state
+        assert early == [(False, True)]
+        threads = [threading.Thread(target=lambda: [client.republish_birth() for _ in range(20)])
+                   for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert wait_until(lambda: len(mqtt_subscriber.payloads("/status")) == len(built))
+        assert [s["n"] for s in mqtt_subscriber.payloads("/status")] == built  # built order
+    finally:
+        client.stop()

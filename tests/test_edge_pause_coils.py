@@ -4,7 +4,10 @@ report, with coverage 0, in order."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from edge.config import parse_config
+from edge.control.pause import InspectionPause
 from tests.fixtures.broker import Subscriber, wait_until
 from tests.fixtures.coils import FedSource, L2Publisher, defect_frame
 from tests.fixtures.edge_daemon import daemon_sections, validate_messages
@@ -62,3 +65,19 @@ def test_paused_frames_and_a_coil_never_inspected_show_in_the_coil_reports(
     assert [r["coverage"] for r in reports] == [round(2 / 3, 6), 0.0, round(2 / 3, 6)]
     assert reports[1]["length_m"] > 0 and reports[1]["defects"] == {
         name: 0 for name in reports[0]["defects"]}
+
+
+def test_a_late_paused_frame_of_a_coil_already_reported_gets_no_second_report(tmp_path):
+    """The grabber places a frame on coil A just before the inference thread reports A; its
+    skipped() comes after: it must not bring A back for a second report (nor an earlier coil)."""
+    pause = InspectionPause(tmp_path)
+    a, b = SimpleNamespace(coil_key=1), SimpleNamespace(coil_key=2)
+    pause.skipped(a, 100, 1.0)
+    pause.skipped(b, 100, 2.0)
+    pause.coil_reported(1)
+    assert list(pause.coils) == [2]
+    pause.skipped(a, 100, 3.0)  # late
+    pause.skipped(SimpleNamespace(coil_key=0), 100, 3.0)
+    pause.skipped(b, 100, 3.5)
+    assert list(pause.coils) == [2] and pause.frames_by_coil == {1: 1, 2: 2}
+    assert pause.coils[2].last_ts == 3.5

@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.config import MqttConfig, SiteConfig
 from edge.delivery.sparkplug import SparkplugNode
 from edge.delivery.sparkplug_config import SparkplugConfig
+from edge.delivery.sparkplug_metrics import device_metrics, node_metrics
 from edge.delivery.sparkplug_payload import DataType, decode, metric_value
 from tests.fixtures.broker import Subscriber, wait_until
 from tests.fixtures.edge_daemon import (
@@ -314,3 +315,14 @@ def test_pysparkplug_primary_host_gets_the_birth_when_online_then_the_held_data_
         assert not host.of("DECODE-ERROR"), host.of("DECODE-ERROR")
     finally:
         daemon.stop()
+
+
+def test_metrics_added_later_keep_the_documented_aliases_of_the_earlier_ones():
+    names = ["crazing", "pitted", "scratches"]
+    node = node_metrics()
+    aliases = {m.name: m.alias for m in device_metrics(names, len(node) + 1)}
+    assert len(node) == 8 and aliases["Camera/State"] == 9 and aliases["Model/Version"] == 29
+    assert [aliases[f"Defects/{n}"] for n in names] == [30, 31, 32]  # as before the new ones
+    assert [aliases[f"Coil/Defects/{n}"] for n in names] == [33, 34, 35]
+    assert [aliases[n] for n in ("Inspection/Paused", "Frames/Paused", "Outbox/Oldest Age s")] \
+        == [36, 37, 38]  # 30+2N...

@@ -5,15 +5,20 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from edge.commands.check import run as check_run
+from edge.commands.run import run_daemon
 from edge.config import parse_config
+from edge.daemon import Daemon
 from edge.delivery.outbox import Outbox
 from edge.errors import ModelError, ModelFault
 from edge.inference.model import load_model
+from edge.inference.pipeline import Pipeline
 from edge.inference.runtime import load_runtime
 from edge.inference.runtime.outputs import checked_probabilities
 from edge.schemas import encode_payload
@@ -150,3 +155,58 @@ def test_payloads_are_strict_json_and_the_outbox_refuses_nan_without_taking_a_se
         assert [e.payload for e in outbox.pending()] == [encode_payload(good).encode()]
     finally:
         outbox.close()
+
+
+def test_a_tick_that_raises_stops_nothing_and_the_fault_fields_are_never_null(caplog):
+    class FailingTicks:
+        ticks, stopped = 0, False
+
+        def start(self):
+            pass
+
+        def tick(self):
+            self.ticks += 1
+            raise TypeError("a side feature's bug")
+
+        def shutdown(self):
+            self.stopped = True
+
+    daemon = FailingTicks()
+    caplog.set_level(logging.ERROR, logger="edge.commands.run")
+    run_daemon(daemon, threading.Event(), until=lambda: daemon.ticks >= 3, tick=0.01)
+    assert daemon.ticks == 3 and daemon.stopped
+    failures = [r for r in caplog.records if "tick failed; inspection goes on" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is not None  # one per 10 s, traceback
+    # the first fault's count seen before its fields (a race with the pipeline's thread)
+    stats = SimpleNamespace(model_fault_since=None, model_fault_reason=None)
+    state = Daemon._model_state(SimpleNamespace(_model_faulted=True, stats=stats))
+    assert state["model_state"] == "fault" and state["model_fault"]["reason"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", state["model_fault"]["since"])
+
+
+def test_model_fault_since_is_the_start_of_the_fault_state_through_intermittent_faults():
+    stats = SimpleNamespace(model_faults=0, model_faulted=False, model_fault_since=None,
+                            model_fault_reason=None)
+    published = []
+    daemon = SimpleNamespace(stats=stats, _model_faulted=False, _faults_seen=0, _birth_state=None,
+                             outbox=SimpleNamespace(stream="s"),
+                             mqtt=SimpleNamespace(republish_birth=lambda: published.append(1)
+                                                  or True))
+    pipeline = SimpleNamespace(stats=stats)
+
+    def tick() -> str:
+        Daemon._update_birth(daemon)
+        return Daemon._model_state(daemon)["model_state"]
+
+    assert tick() == "ok"
+    Pipeline._model_fault(pipeline, "first")
+    first = stats.model_fault_since
+    assert first is not None and tick() == "fault"
+    stats.model_faulted = False  # a valid frame, then a fault again before the next tick
+    Pipeline._model_fault(pipeline, "again")
+    assert tick() == "fault" and stats.model_fault_since == first
+    assert Daemon._model_state(daemon)["model_fault"]["reason"] == "again"
+    stats.model_faulted = False
+    assert tick() == "ok" and stats.model_fault_since is None and len(published) == 2
+    Pipeline._model_fault(pipeline, "later")
+    assert tick() == "fault" and stats.model_fault_since >= first

@@ -267,3 +267,39 @@ def test_the_daemon_alarms_and_announces_the_new_stream_of_a_truncated_outbox(
     missing = set(range(1, 41)) - set(ids_by_seq)
     assert max(ids_by_seq) == 40 and len(missing) == daemon.outbox.counters["dropped"]
     assert len(list(path.parent.glob("outbox.sqlite.damaged-*[0-9]"))) == 1
+
+
+def test_a_salvage_that_cannot_build_the_new_database_loses_nothing_and_is_retried(
+    tmp_path, caplog, monkeypatch
+):
+    path = tmp_path / "outbox.sqlite"
+    outbox = open_outbox(path, max_bytes=10**8)
+    outbox.append(events(61, 20_000), TOPIC)  # over 1 MiB: checkpointed into the file
+    outbox.remove([s.id for s in outbox.pending(limit=10)])
+    before = [(s.id, s.seq) for s in read_all_pending(outbox)]
+    outbox.pending(limit=1)  # the outbox sees the checkpointed size
+    real_open_db, failures = Outbox._open_db, []
+
+    def open_db_failing_once(self, wal=True):
+        if not wal and not failures:  # the new database of a salvage
+            failures.append(1)
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_open_db(self, wal)
+
+    monkeypatch.setattr(Outbox, "_open_db", open_db_failing_once)
+    caplog.set_level(logging.ERROR, logger="edge.delivery.outbox")
+    os.truncate(path, path.stat().st_size // 2)
+    assert outbox.append(events(3), TOPIC) == 3  # into the damaged database, still open
+    assert failures and outbox.replaced == 0 and outbox.errors == 1 and outbox.depth == 54
+    assert "no new database could be made (database or disk is full)" in caplog.text
+    assert not path.exists()  # the half-built database was removed
+    after = [(s.id, s.seq) for s in read_all_pending(outbox)]  # the next turn salvages
+    assert outbox.replaced == 1 and outbox.dropped == 0 and outbox.depth == 54
+    assert after[:51] == before and [seq for _, seq in after[51:]] == [62, 63, 64]
+    outbox.close()
+    reopened = open_outbox(path)
+    try:
+        assert [(s.id, s.seq) for s in read_all_pending(reopened)] == after
+        assert reopened.last_seq == 64 and reopened.stream == outbox.stream
+    finally:
+        reopened.close()

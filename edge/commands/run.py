@@ -14,6 +14,7 @@ import threading
 
 from edge.clirunner import CurrentStreamHandler, install_log_handler
 from edge.config import DEFAULT_CONFIG_PATH
+from edge.observe.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,20 @@ def run(args) -> int:
 def run_daemon(daemon, stop: threading.Event, until=None, tick: float = _TICK_S,
                reload: threading.Event | None = None) -> None:
     """Start, tick until `stop` is set (or `until()` is true), shut down; also on errors.
-    A set `reload` event (SIGHUP) starts a background model reload."""
+    A set `reload` event (SIGHUP) starts a background model reload. A tick that raises is
+    logged (at most every 10 s) and the loop goes on: the pipeline's threads keep inspecting."""
+    failures = RateLimitedLog(log)
     try:
         daemon.start()
         while not stop.wait(tick):
-            if reload is not None and reload.is_set():
-                reload.clear()
-                daemon.reload()
-            daemon.tick()
+            try:
+                if reload is not None and reload.is_set():
+                    reload.clear()
+                    daemon.reload()
+                daemon.tick()
+            except Exception:  # a side feature's bug must not stop inspection
+                failures.error("tick", "the daemon's tick failed; inspection goes on",
+                               exc_info=True)
             if until is not None and until():
                 break
     finally:

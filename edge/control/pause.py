@@ -40,34 +40,46 @@ class InspectionPause:
     def __init__(self, state_dir: Path) -> None:
         self.marker = Path(state_dir) / MARKER
         self._lock = threading.Lock()
-        self._since: float | None = None
-        self.by: str | None = None
-        self.reason: str | None = None
+        # (since, by, reason) while paused, else None: swapped whole, read once by other threads
+        self._held: tuple[float, str | None, str | None] | None = None
         # coil_key -> frames acquired while paused, and what was seen of the coil (written by
         # the grabber; the inference thread reads and pops them when the coil is reported)
         self.frames_by_coil: dict[int, int] = {}
         self.coils: dict[int, PausedCoil] = {}
+        self._coils_lock = threading.Lock()  # the grabber's skipped() against coil_reported()
+        self._reported_key: int | None = None  # the highest coil key reported (keys increase)
 
     @property
     def active(self) -> bool:
-        return self._since is not None
+        return self._held is not None
 
     def skipped(self, placement, height_px: int, timestamp: float) -> None:
         """The grabber acquired a frame while paused (placement None: events v1, no coil)."""
         if placement is None:
             return
         key = placement.coil_key
-        seen = self.coils.get(key)
-        if seen is None:
-            self.coils[key] = PausedCoil(placement, placement, height_px, timestamp)
-        else:
-            seen.last, seen.height_px, seen.last_ts = placement, height_px, timestamp
-        self.frames_by_coil[key] = self.frames_by_coil.get(key, 0) + 1
+        with self._coils_lock:
+            if self._reported_key is not None and key <= self._reported_key:
+                return  # a late frame of a coil already reported: no second report of it
+            seen = self.coils.get(key)
+            if seen is None:
+                self.coils[key] = PausedCoil(placement, placement, height_px, timestamp)
+            else:
+                seen.last, seen.height_px, seen.last_ts = placement, height_px, timestamp
+            self.frames_by_coil[key] = self.frames_by_coil.get(key, 0) + 1
+
+    def coil_reported(self, key: int) -> None:
+        """The inference thread is reporting this coil (called before its report is built):
+        paused frames of it, or of an earlier coil, acquired from now on are left out."""
+        with self._coils_lock:
+            if self._reported_key is None or key > self._reported_key:
+                self._reported_key = key
+            self.coils.pop(key, None)
 
     def pause(self, by: str | None, reason: str | None) -> dict:
         with self._lock:
-            if self._since is None:
-                self._since, self.by, self.reason = time.time(), by, reason
+            if self._held is None:
+                self._held = (time.time(), by, reason)
                 self._write_marker()
                 log.warning("INSPECTION PAUSED by %s (%s): frames are acquired and counted, NOT "
                             "inspected, until `resume` or a restart", by or "?", reason or "-")
@@ -75,25 +87,27 @@ class InspectionPause:
 
     def resume(self, by: str | None) -> dict:
         with self._lock:
-            if self._since is not None:
+            if self._held is not None:
                 log.warning("inspection resumed by %s after %.0f s paused", by or "?",
-                            time.time() - self._since)
-                self._since = self.by = self.reason = None
+                            time.time() - self._held[0])
+                self._held = None
                 self._remove_marker()
             return self.status()
 
     def status(self) -> dict:
         """For the status message, the stats and the command answers."""
-        since = self._since
-        if since is None:
+        held = self._held
+        if held is None:
             return {"state": "running"}
-        return {"state": "paused", "since": utc_iso(since), "by": self.by, "reason": self.reason}
+        since, by, reason = held
+        return {"state": "paused", "since": utc_iso(since), "by": by, "reason": reason}
 
     def describe(self) -> str:
-        since = self._since
-        if since is None:
+        held = self._held
+        if held is None:
             return "running"
-        return f"paused by {self.by or '?'} for {time.time() - since:.0f} s ({self.reason or '-'})"
+        since, by, reason = held
+        return f"paused by {by or '?'} for {time.time() - since:.0f} s ({reason or '-'})"
 
     def report_previous_run(self) -> None:
         """At start: a pause the last run ended with does not carry over; say so loudly."""

@@ -25,6 +25,7 @@ from edge.sources.base import Frame
 
 if TYPE_CHECKING:  # the daemon hands it in; the archive is downstream of the defects
     from edge.archive.coils import CoilArchive
+    from edge.control.pause import InspectionPause
 
 _STATE_EVERY_S = 1.0
 
@@ -62,7 +63,7 @@ class CoilInspection:
     def __init__(self, config: EdgeConfig, rule: DefectRule, model: dict,
                  locator: StripLocator, archive: CoilArchive | None = None,
                  paused_frames: dict[int, int] | None = None,
-                 paused_coils: dict | None = None) -> None:
+                 paused_coils: dict | None = None, pause: InspectionPause | None = None) -> None:
         self.config = config
         self.archive = archive
         self.model = dict(model)
@@ -77,6 +78,7 @@ class CoilInspection:
         self._dirty = False
         # coil_key -> edge.control.pause.PausedCoil: coils met while inspection was paused
         self.paused_coils = paused_coils if paused_coils is not None else {}
+        self.pause = pause  # told of each coil reported (no second report of a coil)
 
     def use_model(self, rule: DefectRule, model: dict) -> None:
         """A hot-swapped model: its thresholds and name from the next frame on (the open coil
@@ -173,6 +175,8 @@ class CoilInspection:
     def _close(self, reason: str, ended: float | None = None) -> dict:
         """End the open coil: its report, with the map the archive draws of it."""
         totals = self.ledger.open
+        if self.pause is not None:  # first: a paused frame of it acquired later is left out
+            self.pause.coil_reported(totals.coil_key)
         self.paused_coils.pop(totals.coil_key, None)  # its paused frames are in this report
         report = self.ledger.close(reason, ended)
         report["map"] = (None if self.archive is None else

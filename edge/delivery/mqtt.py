@@ -184,6 +184,8 @@ class MqttClient:
         self._acks: deque[int] = deque()
         self._refusals: deque[tuple[int, str]] = deque()
         self._birth_mid: int | None = None
+        self._birth_lock = threading.Lock()  # build + publish of the retained status
+        self._accepted = False  # this connection's CONNACK accepted it (under _birth_lock)
         self._started = False
         self._subscriptions: list[Subscription] = []
         self._sub_mids: dict[int, Subscription] = {}
@@ -253,23 +255,29 @@ class MqttClient:
         data = encode_payload(payload)
         return self._client.publish(self.topics.stats, data, qos=0).rc == 0
 
-    def republish_birth(self) -> None:
-        """The birth again, with its fields as they are now (e.g. after a model swap)."""
-        if self.ready.is_set():
-            payload = status_payload("online", self.site,
-                                     {**self._current_birth(), **self._identity})
-            self._client.publish(self.topics.status, payload, qos=1, retain=True)
+    def republish_birth(self) -> bool:
+        """The birth again, with its fields as they are now (e.g. after a model swap); False
+        while no connection is accepted (the next connect's birth says it). Published from the
+        CONNACK on: paho keeps QoS 1 messages in order, so it follows that connection's birth."""
+        with self._birth_lock:
+            if not self._accepted:
+                return False
+            return self._publish_birth("online").rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _publish_birth(self, state: str) -> paho.MQTTMessageInfo:
+        """Build and publish the retained status; the caller holds `_birth_lock`, so the last
+        one retained is the newest built."""
+        payload = status_payload(state, self.site, {**self._current_birth(), **self._identity})
+        return self._client.publish(self.topics.status, payload, qos=1, retain=True)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Publish `stopped` (if connected), disconnect cleanly (no last will) and end the loop."""
         if not self._started:
             return
         if self.ready.is_set():
-            info = self._client.publish(
-                self.topics.status,
-                status_payload("stopped", self.site, {**self._current_birth(), **self._identity}),
-                qos=1, retain=True,
-            )
+            with self._birth_lock:
+                self._accepted = False  # no `online` after the `stopped`
+                info = self._publish_birth("stopped")
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError) as exc:
@@ -293,8 +301,9 @@ class MqttClient:
         self._ever_accepted = True
         self._accepted_at = time.monotonic()
         log.info("connected to MQTT broker %s (connection %s)", self.address, self._connection)
-        birth = status_payload("online", self.site, {**self._current_birth(), **self._identity})
-        self._birth_mid = client.publish(self.topics.status, birth, qos=1, retain=True).mid
+        with self._birth_lock:
+            self._accepted = True
+            self._birth_mid = self._publish_birth("online").mid
         for subscription in self._subscriptions:
             _, mid = client.subscribe(subscription.topic, qos=1)
             self._sub_mids[mid] = subscription
@@ -323,6 +332,8 @@ class MqttClient:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.ready.clear()
+        with self._birth_lock:
+            self._accepted = False
         for subscription in self._subscriptions:
             subscription.on_lost("stopped" if self.state == "stopped" else "broker disconnected")
         if self.state != "stopped":

@@ -29,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
 import sqlite3
 import time
 import uuid
@@ -103,6 +104,7 @@ class Outbox:
         self._held: list[tuple[dict, str, str]] = []  # (event, topic, counter)
         self._held_state: dict | None | bool = False  # a coil state not yet stored
         self._unstored: dict[str, int] = {}  # seqs of lost events per counter, skipped next
+        self._salvage_pending: tuple[str, Path] | None = None  # (why, aside) of a failed salvage
         self._limited = RateLimitedLog(log)
         self._last_error_log = 0.0
         if self._depth:
@@ -139,8 +141,8 @@ class Outbox:
             self.path, exc, aside,
         )
 
-    def _open_db(self) -> sqlite3.Connection:
-        db = _connect(self.path)
+    def _open_db(self, wal: bool = True) -> sqlite3.Connection:
+        db = _connect(self.path, wal)
         db.executescript(_SCHEMA)
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
         db.execute(f"PRAGMA max_page_count = {max(self._hard_limit // page_size, 16)}")
@@ -280,9 +282,7 @@ class Outbox:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
         if row:
             return str(row[0])
-        stream = uuid.uuid4().hex
-        while stream.isdigit():  # meta.value has INTEGER affinity: keep the text a text
-            stream = uuid.uuid4().hex
+        stream = _new_stream()
         with self._db:
             self._db.execute("INSERT INTO meta (key, value) VALUES ('stream', ?)", (stream,))
         return stream
@@ -358,7 +358,11 @@ class Outbox:
         """If the database file was deleted or replaced, re-create it with what the open one
         holds: every unsent event with its id and seq, the meta rows (seq counters, stream) and
         the open coil's state, so nothing is lost and seq goes on. If the file got shorter (cut by
-        someone else), salvage it (`_salvage`). Costs three stat calls."""
+        someone else), salvage it (`_salvage`); a salvage that failed is tried again here, each
+        turn, until it succeeds. Costs three stat calls."""
+        if self._salvage_pending is not None:
+            self._salvage(self._salvage_pending[0])
+            return
         why = self._file.replaced()
         if why is not None:
             try:
@@ -390,35 +394,30 @@ class Outbox:
         unsent events SQLite can still read (its page cache usually holds them all), the seq
         counters from memory (seq goes on) and the open coil's state. Events that cannot be read
         are lost: counted in `dropped`, their seqs stay used (a gap). False if no new database
-        could be made (the daemon goes on with the damaged one)."""
+        could be made: the daemon goes on with the damaged one (nothing is dropped) and tries
+        again at the next `check_file`."""
         try:
-            aside = _move_aside(self.path, "damaged")
-            new_file = DatabaseFile.lock(self.path)
-        except (OSError, ConfigError) as exc:
+            if self._salvage_pending is None:
+                self._salvage_pending = (why, _move_aside(self.path, "damaged"))
+            aside = self._salvage_pending[1]
+            rows = _readable_rows(self._db)
+            seqs = {c: seq + self._unstored.get(c, 0) for c, seq in self._seqs.items()}
+            stream = _new_stream()
+            meta = [(self._seq_key(c), seq) for c, seq in seqs.items()] + [("stream", stream)]
+            coil = ([] if self._coil_state is None
+                    else [(1, encode_payload(self._coil_state))])
+            self._replace_db(rows, meta, coil)
+        except (OSError, sqlite3.Error, ConfigError) as exc:
             self.errors += 1
-            self._limited.error("damaged", "outbox %s %s and cannot be set aside (%s)",
-                                self.path, why, exc)
-            return False
-        rows = _readable_rows(self._db)
-        lost = max(self._depth - len(rows), 0)
-        seqs = {c: seq + self._unstored.get(c, 0) for c, seq in self._seqs.items()}
-        try:
-            self._db.close()
-        except sqlite3.Error:
-            pass  # its checkpoint may fail on the damage; the file is evidence only now
-        self._file.close()
-        self._file = new_file
-        self._db = self._open_db()
-        self.stream = self._stream_id()  # a new database, a new stream: (stream, seq) unique
-        with self._db:
-            self._db.executemany(
-                "INSERT INTO events (id, seq, event_id, topic, payload, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)", rows,
+            self._limited.error(
+                "damaged", "outbox %s %s and no new database could be made (%s); the %d unsent "
+                "events stay in the damaged one, tried again next turn", self.path, why, exc,
+                self._depth,
             )
-            for counter, seq in seqs.items():
-                self._write_meta(self._seq_key(counter), seq)
-            if self._coil_state is not None:
-                self._write_coil(self._coil_state)
+            return False
+        self._salvage_pending = None
+        lost = max(self._depth - len(rows), 0)
+        self.stream = stream  # a new database, a new stream: (stream, seq) unique
         self._seqs, self._unstored = seqs, {}
         self._depth, self._bytes = len(rows), sum(len(row[4]) for row in rows)
         self.replaced += 1
@@ -433,30 +432,13 @@ class Outbox:
         return True
 
     def _recreate(self, why: str) -> None:
-        aside = _move_foreign_file(self.path) if self.path.exists() else None
-        new_file = DatabaseFile.lock(self.path)  # before the old one closes: ours or nothing
-        try:
-            rows = self._db.execute(
-                "SELECT id, seq, event_id, topic, payload, created FROM events ORDER BY id"
-            ).fetchall()
-            meta = self._db.execute("SELECT key, value FROM meta").fetchall()
-            coil = self._db.execute("SELECT id, state FROM open_coil").fetchall()
-            self._db.close()  # its WAL is checkpointed into the deleted inode and removed
-            self._file.close()
-            self._file = new_file
-            self._db = self._open_db()
-            with self._db:
-                self._db.executemany(
-                    "INSERT INTO events (id, seq, event_id, topic, payload, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", rows,
-                )
-                self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                                     meta)
-                self._db.executemany("INSERT INTO open_coil (id, state) VALUES (?, ?)", coil)
-        except BaseException:
-            if self._file is not new_file:
-                new_file.close()
-            raise
+        aside = _move_aside(self.path, "foreign", ("",)) if self.path.exists() else None
+        rows = self._db.execute(
+            "SELECT id, seq, event_id, topic, payload, created FROM events ORDER BY id"
+        ).fetchall()
+        meta = self._db.execute("SELECT key, value FROM meta").fetchall()
+        coil = self._db.execute("SELECT id, state FROM open_coil").fetchall()
+        self._replace_db(rows, meta, coil)
         self.replaced += 1
         self._refresh_oldest()
         log.error(
@@ -464,6 +446,41 @@ class Outbox:
             "%d unsent events; seq goes on from %d%s", self.path, why, len(rows), self.last_seq,
             f" (the file found there was moved to {aside})" if aside else "",
         )
+
+    def _replace_db(self, rows: list[tuple], meta: list[tuple], coil: list[tuple]) -> None:
+        """Build a whole new database at `outbox.path` (events, meta and open-coil rows, one
+        committed transaction) while the old connection stays open, and only then swap. Raises
+        with the old database still in use and nothing at `outbox.path` if any step fails.
+
+        The old connection's close deletes `<path>-wal` and `-shm` by name, so the new database
+        is built in rollback-journal mode (it has neither) and turned to WAL after that close;
+        its file is created (and flocked) before the old one closes: ours or nothing."""
+        new_file = DatabaseFile.lock(self.path)
+        db = None
+        try:
+            db = self._open_db(wal=False)
+            with db:
+                db.executemany(
+                    "INSERT INTO events (id, seq, event_id, topic, payload, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", rows,
+                )
+                db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
+                db.executemany("INSERT INTO open_coil (id, state) VALUES (?, ?)", coil)
+        except BaseException:
+            if db is not None:
+                db.close()
+            _discard(new_file)
+            raise
+        try:
+            self._db.close()  # a recreated one's WAL is checkpointed into the deleted inode
+        except sqlite3.Error:
+            pass  # a damaged one's checkpoint may fail; everything is in the new database
+        self._file.close()
+        self._file, self._db = new_file, db
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as exc:
+            self._failed("the new database stays in rollback-journal mode", exc)
 
     def _trim(self, total: int) -> tuple[int, int]:
         """Delete the oldest events until the payload bytes fit; returns (count, bytes)."""
@@ -514,10 +531,11 @@ class Outbox:
             log.error("outbox %s: %s: %s (%d errors so far)", self.path, what, exc, self.errors)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, wal: bool = True) -> sqlite3.Connection:
     # `with db:` wraps a batch in one transaction (committed, or rolled back on an error)
     db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, check_same_thread=False)
-    db.execute("PRAGMA journal_mode = WAL")
+    if wal:
+        db.execute("PRAGMA journal_mode = WAL")
     # checkpoint every ~1 MiB and cut the log back to that size, so the WAL beside the capped
     # database stays small (SQLite's default lets it reach 4 MiB and never shrink)
     page_size = db.execute("PRAGMA page_size").fetchone()[0]
@@ -557,26 +575,40 @@ def _read_until_damage(execute, query: str, after: int, rows: list[tuple]) -> bo
     return True
 
 
-def _move_aside(path: Path, kind: str) -> Path:
-    """Rename the database (and its -wal/-shm) to PATH.KIND-TIMESTAMP[-N], never over a file."""
+def _move_aside(path: Path, kind: str, suffixes: tuple[str, ...] = ("", "-wal", "-shm")) -> Path:
+    """Rename the database (and its -wal/-shm) to PATH.KIND-TIMESTAMP[-N], never over a file.
+    A foreign file moves alone: the -wal/-shm by its name are still the open database's."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     aside = path.with_name(f"{path.name}.{kind}-{stamp}")
     number = 1
     while any(aside.with_name(aside.name + s).exists() for s in ("", "-wal", "-shm")):
         number += 1
         aside = path.with_name(f"{path.name}.{kind}-{stamp}-{number}")
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in suffixes:
         source = path.with_name(path.name + suffix)
         if source.exists():
             source.rename(aside.with_name(aside.name + suffix))
     return aside
 
 
-def _move_foreign_file(path: Path) -> Path:
-    """Keep a file someone put in the outbox's place (a restored backup?) beside it."""
-    aside = path.with_name(f"{path.name}.foreign-{time.strftime('%Y%m%dT%H%M%S')}")
-    path.rename(aside)
-    return aside
+def _discard(new_file: DatabaseFile) -> None:
+    """Remove a new database that could not be completed (if the path still names it)."""
+    try:
+        info = os.stat(new_file.path)
+        if (info.st_dev, info.st_ino) == new_file.identity:
+            os.unlink(new_file.path)
+        new_file.path.with_name(new_file.path.name + "-journal").unlink(missing_ok=True)
+    except OSError:
+        pass  # the next attempt finds it there and moves it aside
+    finally:
+        new_file.close()
+
+
+def _new_stream() -> str:
+    stream = uuid.uuid4().hex
+    while stream.isdigit():  # meta.value has INTEGER affinity: keep the text a text
+        stream = uuid.uuid4().hex
+    return stream
 
 
 def _is_damaged(exc: sqlite3.Error) -> bool:

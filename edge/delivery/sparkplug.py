@@ -292,8 +292,6 @@ class SparkplugNode:
         self.online.clear()
         self._connected = False
         self._device_born = False
-        if self.primary is not None:
-            self.primary.online = False  # the next session waits for its STATE again
         if self.state == "online":
             log.warning("Sparkplug: disconnected from %s:%s: %s", self._mqtt.host,
                         self._mqtt.port, reason_code)

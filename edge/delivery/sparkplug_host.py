@@ -24,7 +24,6 @@ class PrimaryHost:
     def __init__(self, namespace: str, host_id: str) -> None:
         self.host_id = host_id
         self.topic = f"{namespace}/STATE/{host_id}"
-        self.online = False
         self._newest_ms = -1
 
     def update(self, payload: bytes) -> bool | None:
@@ -44,7 +43,6 @@ class PrimaryHost:
                      timestamp, self._newest_ms)
             return None
         self._newest_ms = timestamp
-        self.online = online
         return online
 
 
@@ -56,7 +54,6 @@ class HeldData:
         self._limit = limit
         self._lock = threading.Lock()
         self.dropped = 0
-        self.sent = 0
 
     def __len__(self) -> int:
         return len(self._payloads)
@@ -75,5 +72,4 @@ class HeldData:
         with self._lock:
             payloads = list(self._payloads)
             self._payloads.clear()
-        self.sent += len(payloads)
         return payloads

@@ -48,11 +48,13 @@ def device_metrics(class_names: list[str], first_alias: int) -> list[MetricSpec]
         ("Last Defect/CD mm", DataType.Double),
         ("Model/Name", DataType.String),
         ("Model/Version", DataType.String),
-        # added later: after the first ones, so their aliases stay as they were
+    ]
+    definitions += [(f"Defects/{name}", DataType.UInt64) for name in class_names]
+    definitions += [(f"Coil/Defects/{name}", DataType.UInt64) for name in class_names]
+    # added later: after every earlier metric (the per-class ones too), so their aliases stay
+    definitions += [
         ("Inspection/Paused", DataType.Boolean),
         ("Frames/Paused", DataType.UInt64),
         ("Outbox/Oldest Age s", DataType.Double),
     ]
-    definitions += [(f"Defects/{name}", DataType.UInt64) for name in class_names]
-    definitions += [(f"Coil/Defects/{name}", DataType.UInt64) for name in class_names]
     return specs(definitions, first_alias)

@@ -252,7 +252,6 @@ class Pipeline:
             self._failed(frame, "tiling", "frame %s skipped: %s", exc)
             return
         except ModelFault as exc:  # the frame was not inspected: never "no defects"
-            self.stats.model_faults += 1
             self._model_fault(str(exc))
             self._failed(frame, "model-fault", "MODEL FAULT on frame %s, frame not inspected: %s",
                          exc)
@@ -273,11 +272,14 @@ class Pipeline:
         self.stats.record_frame(inference_s, time.perf_counter() - started)
 
     def _model_fault(self, reason: str) -> None:
+        """Since and reason first, the count last: the daemon's tick reads the count from
+        another thread and then the fields."""
         stats = self.stats
-        if not stats.model_faulted:
+        if stats.model_fault_since is None:  # the daemon clears it when its status says ok
             stats.model_fault_since = time.time()
         stats.model_fault_reason = reason
         stats.model_faulted = True
+        stats.model_faults += 1
 
     def _failed(self, frame: Frame, key: str, message: str, exc: Exception) -> None:
         self.stats.frames_failed += 1

@@ -26,7 +26,9 @@ class Stats:
         self.model_faults = 0  # frames whose model outputs were invalid (also in frames_failed)
         self.model_faulted = False  # the last frame's outputs were invalid
         self.model_fault_reason: str | None = None  # why the last invalid outputs were invalid
-        self.model_fault_since: float | None = None  # time.time() the last run of faults began
+        # time.time() the current fault state began: set at a fault when None, cleared by the
+        # daemon when its status goes back to ok (faults between two ticks keep it)
+        self.model_fault_since: float | None = None
         self.events = 0
         self.defects_by_class: Counter[str] = Counter()
         self.frames_by_class: Counter[str] = Counter()
