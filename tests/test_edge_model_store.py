@@ -4,11 +4,14 @@ and a SIGHUP after an install swapping the running daemon to the new version."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -174,3 +177,55 @@ def test_model_path_that_is_no_store_or_whose_current_is_gone_is_one_line(tmp_pa
         resolve_model_path(tmp_path)
     engine = tmp_path / "engine.onnx"
     assert resolve_model_path(engine) == engine  # a file is taken as it is
+
+
+def _lock_is_free(root) -> bool:
+    with open(root / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+def test_install_builds_without_holding_the_store_lock(model_package, tmp_path, monkeypatch,
+                                                       capsys):
+    import convert.install  # noqa: PLC0415
+
+    seen = []
+
+    def build(package, staging, opts):
+        seen.append(_lock_is_free(tmp_path / "models"))
+        raise ModelError("build stopped by the test")
+
+    monkeypatch.setattr(convert.install, "build_from_package", build)
+    code, _, err = edge(capsys, "model", "install", model_package, "--store", tmp_path / "models",
+                        "--precision", "fp32", "--backend", "onnxruntime")
+    assert code == 2 and "build stopped by the test" in err
+    assert seen == [True]  # rollback and remove could run meanwhile
+
+
+def test_a_second_writer_says_it_waits_and_leftovers_of_killed_installs_go(tmp_path, capsys):
+    store = ModelStore(tmp_path / "models")
+    store.root.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name in (f".installing-3-abc-{dead.pid}", f".installing-3-abc-{os.getpid()}"):
+        (store.root / name).mkdir()
+    (store.root / f".current-{dead.pid}").symlink_to("3-abc")
+    entered = threading.Event()
+    with open(store.root / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+
+        def writer():
+            with store.locked():
+                entered.set()
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        assert not entered.wait(0.5)  # blocks while another holds the store
+    thread.join(10)
+    assert entered.is_set()
+    assert "another edge model command holds the store" in capsys.readouterr().err
+    assert sorted(p.name for p in store.root.iterdir()) == [
+        ".installing-3-abc-" + str(os.getpid()), ".lock"]

@@ -154,36 +154,42 @@ def install(args, store: ModelStore) -> int:
           f"{package.version}")
     if why:
         print(why)
-    with store.locked():
-        if store.has(package.version):
-            state = " and current" if store.current == package.version else ""
-            raise ModelError(f"{package.version}: already installed{state} in {store.root}; "
-                             f"edge model remove {package.version} first to rebuild it")
-        staging = store.staging(package.version)
-        try:
-            opts = BuildOptions(
-                run=staging, out=staging / ENGINE_FILES[backend], precision=precision,
-                backend=backend, max_batch=args.max_batch, max_f1_drop=args.max_f1_drop,
-                threads=inference_threads(args.threads),
-                timing_cache=store.root / ".tensorrt-timing.cache", verbose=args.verbose,
-            )
-            outcome = build_from_package(package, staging, opts)
-            print(outcome.report.format_table())
-            for note in outcome.manifest["precision_notes"]:
-                print(f"note: {note}")
-            if not outcome.passed:
-                report = outcome.report
-                raise GateFailed(
-                    f"gate refused {package.version} ({', '.join(report.failing_columns())}): "
-                    f"{'; '.join(str(f) for f in report.failures)}; nothing installed, current "
-                    f"stays {store.current or '(none)'}")
+    with store.locked():  # held only to check and to commit: rollback and remove never wait
+        _refuse_installed(store, package)  # for a build (minutes, hours on TensorRT INT8)
+    staging = store.staging(package.version)  # per process: builds need no lock
+    try:
+        opts = BuildOptions(
+            run=staging, out=staging / ENGINE_FILES[backend], precision=precision,
+            backend=backend, max_batch=args.max_batch, max_f1_drop=args.max_f1_drop,
+            threads=inference_threads(args.threads),
+            timing_cache=store.root / ".tensorrt-timing.cache", verbose=args.verbose,
+        )
+        outcome = build_from_package(package, staging, opts)
+        print(outcome.report.format_table())
+        for note in outcome.manifest["precision_notes"]:
+            print(f"note: {note}")
+        if not outcome.passed:
+            report = outcome.report
+            raise GateFailed(
+                f"gate refused {package.version} ({', '.join(report.failing_columns())}): "
+                f"{'; '.join(str(f) for f in report.failures)}; nothing installed, current "
+                f"stays {store.current or '(none)'}")
+        with store.locked():
+            _refuse_installed(store, package)  # another install of it may have finished
             old = store.commit(_keep_engine(staging, package), package.version,
                                _record(args, package, outcome))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     print(f"installed {package.version} ({backend} {outcome.manifest['effective_precision']}) "
           f"in {store.root}; current: {old or '(none)'} -> {package.version}; {RELOAD_HINT}")
     return 0
+
+
+def _refuse_installed(store: ModelStore, package) -> None:
+    if store.has(package.version):
+        state = " and current" if store.current == package.version else ""
+        raise ModelError(f"{package.version}: already installed{state} in {store.root}; "
+                         f"edge model remove {package.version} first to rebuild it")
 
 
 def _keep_engine(staging: Path, package) -> Path:

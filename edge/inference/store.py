@@ -16,10 +16,12 @@ a half-installed one: a version folder is complete before it gets its final name
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,10 +87,17 @@ class ModelStore:
 
     @contextmanager
     def locked(self):
-        """One writer at a time (install, rollback, remove)."""
+        """One writer at a time (install's check and commit, rollback, remove); says so when it
+        has to wait for another."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / _LOCK, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"another edge model command holds the store {self.root}, waiting",
+                      file=sys.stderr, flush=True)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            self.remove_leftovers()
             yield
 
     def _link(self, name: str) -> str | None:
@@ -122,15 +131,35 @@ class ModelStore:
         folder.mkdir(parents=True)
         return folder
 
+    def remove_leftovers(self) -> list[str]:
+        """Staging folders and temporary link names of an install or switch that was killed
+        (its pid is gone); call under the lock. Returns the names removed."""
+        removed = []
+        for entry in self.root.iterdir():
+            if not entry.name.startswith((".installing-", f".{CURRENT}-", f".{PREVIOUS}-")):
+                continue
+            pid = entry.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+        return removed
+
     def commit(self, staging: Path, version: str, record: dict) -> str | None:
         """Give a built and gated `staging` folder its version name and make it current;
-        returns the version that was current before (None: the first)."""
+        returns the version that was current before (None: the first). Everything is on disk
+        before `current` switches, so a power cut never leaves it on a half-written engine."""
         record = {**record, "version": version,
                   "installed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (staging / INSTALL_RECORD).write_text(json.dumps(record, indent=2) + "\n")
         if self.has(version):
             raise ModelError(f"{self.root / version}: already installed")
+        _fsync_tree(staging)
         os.rename(staging, self.root / version)
+        _fsync(self.root)
         return self.switch(version)
 
     def switch(self, version: str) -> str | None:
@@ -171,3 +200,32 @@ class ModelStore:
             temporary.unlink()
         os.symlink(version, temporary)
         os.replace(temporary, self.root / name)
+        _fsync(self.root)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems cannot fsync a folder
+        if exc.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            _fsync(Path(parent) / name)
+        _fsync(Path(parent))
