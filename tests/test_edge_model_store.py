@@ -4,6 +4,7 @@ and a SIGHUP after an install swapping the running daemon to the new version."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -105,7 +107,10 @@ def test_list_rollback_and_remove(store, second_package, capsys):
     assert (store.current, store.previous) == (first, second)
     code, _, err = edge(capsys, "model", "remove", first, "--store", store.root)
     assert code == 2 and "is the current model" in err
-    assert edge(capsys, "model", "remove", second, "--store", store.root)[0] == 0
+    code, _, err = edge(capsys, "model", "remove", second, "--store", store.root)
+    assert code == 2 and "is the previous model" in err and "--force" in err
+    assert store.previous == second and store.has(second)
+    assert edge(capsys, "model", "remove", second, "--store", store.root, "--force")[0] == 0
     assert [v.name for v in store.versions()] == [first] and store.previous is None
     code, _, err = edge(capsys, "model", "rollback", "--store", store.root)
     assert code == 2 and "no previous version" in err
@@ -162,11 +167,33 @@ def test_the_daemon_and_the_edge_commands_do_not_import_convert():
     assert result.stdout.strip() == "[]", result.stdout
 
 
-def test_a_store_the_user_cannot_write_is_one_line(tmp_path, capsys, model_package):
+def test_a_store_the_user_cannot_write_is_one_line(tmp_path, capsys, model_package,
+                                                  monkeypatch):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     code, _, err = edge(capsys, "model", "install", model_package, "--store", blocked / "models")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "Not a directory" in err and "service user" not in err
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    code, _, err = edge(capsys, "model", "rollback", "--store", tmp_path / "models")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "service user" in err, err
+
+
+def test_a_full_disk_is_named_without_the_service_user_hint(store, capsys, monkeypatch):
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(store.root / "previous"))
+
+    before = store.current
+    shutil.copytree(store.root / before, store.root / "other-version")
+    store.root.joinpath("previous").symlink_to("other-version")
+    monkeypatch.setattr(os, "symlink", full)
+    code, _, err = edge(capsys, "model", "rollback", "--store", store.root)
+    assert code == 2 and err.strip().endswith("previous: No space left on device"), err
+    assert "service user" not in err and store.current == before
 
 
 def test_model_path_that_is_no_store_or_whose_current_is_gone_is_one_line(tmp_path):

@@ -12,6 +12,7 @@ commands never do (docs/line-pc.md, "Deploying models").
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 from pathlib import Path
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 RELOAD_HINT = "a running daemon takes it on `systemctl reload steel-inspect-edge`"
 ENGINE_FILES = {"onnxruntime": "engine.onnx", "tensorrt": "engine.plan"}
+PERMISSION_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 
@@ -54,6 +56,8 @@ def add_arguments(parser) -> None:
     _store_option(sub.add_parser("rollback", help="make the previous version current again"))
     remove = sub.add_parser("remove", help="delete an installed version (not the current one)")
     remove.add_argument("version", help="version name as edge model list shows it")
+    remove.add_argument("--force", action="store_true",
+                        help="also remove the previous version (the rollback target)")
     _store_option(remove)
 
 
@@ -61,9 +65,12 @@ def run(args) -> int:
     store = ModelStore(args.store)
     try:
         return _run(args, store)
-    except OSError as exc:  # a store the user may not write (run as the service user)
-        raise ModelError(f"{store.root}: {exc.strerror or exc} ({exc.filename or 'store'}); "
-                         "run as the service user: sudo -u steel-inspect edge model ...") from None
+    except OSError as exc:
+        where = exc.filename or store.root
+        if exc.errno in PERMISSION_ERRNOS:  # a store the user may not write
+            raise ModelError(f"{where}: {exc.strerror}; run as the service user: "
+                             "sudo -u steel-inspect edge model ...") from None
+        raise ModelError(f"{where}: {exc.strerror or exc}") from None
 
 
 def _run(args, store: ModelStore) -> int:
@@ -76,7 +83,7 @@ def _run(args, store: ModelStore) -> int:
             old, new = store.rollback()
             print(f"current: {old} -> {new}; {RELOAD_HINT}")
         else:
-            store.remove(args.version)
+            store.remove(args.version, force=args.force)
             print(f"removed {args.version}")
     return 0
 

@@ -182,7 +182,9 @@ class ModelStore:
         self.switch(previous)
         return current, previous
 
-    def remove(self, version: str) -> None:
+    def remove(self, version: str, force: bool = False) -> None:
+        """Delete an installed version; never the current one, the previous one (the only
+        rollback target, which a daemon not yet reloaded may still run) only with `force`."""
         if version in (CURRENT, PREVIOUS) or "/" in version or version.startswith("."):
             raise ModelError(f"{version!r}: give a version name (edge model list)")
         if not self.has(version):
@@ -191,6 +193,10 @@ class ModelStore:
             raise ModelError(f"{version}: is the current model; install or roll back to another "
                              "first")
         if version == self.previous:
+            if not force:
+                raise ModelError(f"{version}: is the previous model, the only one edge model "
+                                 "rollback returns to (and a daemon not reloaded yet may run "
+                                 "it); --force removes it")
             (self.root / PREVIOUS).unlink()
         shutil.rmtree(self.root / version)
 
