@@ -215,21 +215,22 @@ def _lock_is_free(root) -> bool:
         return True
 
 
-def test_install_builds_without_holding_the_store_lock(model_package, tmp_path, monkeypatch,
-                                                       capsys):
+def test_install_builds_without_holding_the_store_lock_and_passes_no_onnx_row(
+    model_package, tmp_path, monkeypatch, capsys
+):
     import convert.install  # noqa: PLC0415
 
     seen = []
 
     def build(package, staging, opts):
-        seen.append(_lock_is_free(tmp_path / "models"))
+        seen.append((_lock_is_free(tmp_path / "models"), opts.onnx_row))
         raise ModelError("build stopped by the test")
 
     monkeypatch.setattr(convert.install, "build_from_package", build)
     code, _, err = edge(capsys, "model", "install", model_package, "--store", tmp_path / "models",
-                        "--precision", "fp32", "--backend", "onnxruntime")
+                        "--precision", "int8", "--backend", "onnxruntime", "--no-onnx-row")
     assert code == 2 and "build stopped by the test" in err
-    assert seen == [True]  # rollback and remove could run meanwhile
+    assert seen == [(True, False)]  # rollback and remove could run meanwhile
 
 
 def test_a_second_writer_says_it_waits_and_leftovers_of_killed_installs_go(tmp_path, capsys):

@@ -51,6 +51,10 @@ def add_arguments(parser) -> None:
                          help="largest allowed absolute F1 drop per class (default 0.01)")
     install.add_argument("--threads", type=int, default=0,
                          help="CPU threads for the gate (0: physical cores minus one)")
+    install.add_argument("--no-onnx-row", dest="onnx_row", action="store_false",
+                         help="gate without the FP32 ONNX row (the CPU scores the gate set "
+                              "once, not twice: hours less for a big model on TensorRT); the "
+                              "gate then decides on the absolute drop, not paired")
     _store_option(install)
     _store_option(sub.add_parser("list", help="installed versions; * current, - previous"))
     _store_option(sub.add_parser("rollback", help="make the previous version current again"))
@@ -170,6 +174,7 @@ def install(args, store: ModelStore) -> int:
             backend=backend, max_batch=args.max_batch, max_f1_drop=args.max_f1_drop,
             threads=inference_threads(args.threads),
             timing_cache=store.root / ".tensorrt-timing.cache", verbose=args.verbose,
+            onnx_row=args.onnx_row,
         )
         outcome = build_from_package(package, staging, opts)
         print(outcome.report.format_table())
