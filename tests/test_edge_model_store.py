@@ -22,7 +22,7 @@ from edge.commands.model import choose_engine
 from edge.errors import ModelError
 from edge.inference.model import load_model, read_manifest
 from edge.inference.package import open_package
-from edge.inference.store import ModelStore, resolve_model_path
+from edge.inference.store import ModelStore, resolve_configured, resolve_model_path
 from tests.fixtures.broker import Subscriber, wait_until
 from tests.fixtures.edge_daemon import DaemonProcess, daemon_sections, write_config
 
@@ -257,3 +257,16 @@ def test_a_second_writer_says_it_waits_and_leftovers_of_killed_installs_go(tmp_p
     assert "another edge model command holds the store" in capsys.readouterr().err
     assert sorted(p.name for p in store.root.iterdir()) == [
         ".installing-3-abc-" + str(os.getpid()), ".lock"]
+
+
+def test_a_store_engine_loads_with_the_backend_it_was_installed_for(tmp_path, caplog):
+    version = tmp_path / "models" / "3-1f2e3d4c"
+    version.mkdir(parents=True)
+    (version / "install.json").write_text(json.dumps(
+        {"engine_file": "engine.plan", "backend": "tensorrt"}))
+    (tmp_path / "models" / "current").symlink_to("3-1f2e3d4c")
+    engine, backend = resolve_configured(tmp_path / "models", "onnxruntime")
+    assert (engine, backend) == (version / "engine.plan", "tensorrt")
+    assert "installed for backend tensorrt" in caplog.text
+    file = tmp_path / "engine.onnx"
+    assert resolve_configured(file, "onnxruntime") == (file, "onnxruntime")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import os
 import shutil
 import sys
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import ModelError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_STORE = Path("/var/lib/steel-inspect/models")
 CURRENT = "current"
@@ -66,17 +69,35 @@ def resolve_model_path(path: Path) -> Path:
     """model.path as a file to load: a file as is; a store folder -> its `current` engine; a
     version folder (or the `current` link) -> its engine. Links are resolved now, once, so one
     load reads one version even if `current` switches meanwhile."""
-    path = Path(path)
+    version = _version_of(Path(path))
+    return Path(path) if version is None else version.engine
+
+
+def resolve_configured(path: Path, backend: str) -> tuple[Path, str]:
+    """(engine file, backend) to load for model.path and model.backend, `current` resolved once.
+    An engine from the store is loaded with the backend it was installed for (its install.json):
+    install picks the backend that suits the machine, which may not be model.backend."""
+    version = _version_of(Path(path))
+    if version is None:
+        return Path(path), backend
+    installed = version.record.get("backend", backend)
+    if installed != backend:
+        log.warning("%s was installed for backend %s; loading it with %s, not model.backend "
+                    "%s", version.folder, installed, installed, backend)
+    return version.engine, installed
+
+
+def _version_of(path: Path) -> InstalledVersion | None:
     if not path.is_dir():
-        return path
+        return None
     if (path / CURRENT).is_symlink() or (path / CURRENT).exists():
         target = (path / CURRENT).resolve()
         if not target.is_dir():
             raise ModelError(f"{path / CURRENT}: points to {target}, which is gone; "
                              "run edge model rollback or install a package")
-        return read_version(target).engine
+        return read_version(target)
     if (path / INSTALL_RECORD).is_file():
-        return read_version(path.resolve()).engine
+        return read_version(path.resolve())
     raise ModelError(f"{path}: a folder that is neither a model store (no {CURRENT}) nor an "
                      "installed version; set model.path to an engine file or the store")
 
