@@ -101,6 +101,13 @@ def test_list_rollback_and_remove(store, second_package, capsys):
     code, out, _ = edge(capsys, "model", "list", "--store", store.root)
     marks = {line.split()[1]: line.split()[0] for line in out.splitlines()}
     assert code == 0 and marks == {first: "-", second: "*"}
+    (store.root / "9-damaged").mkdir()
+    (store.root / "9-damaged" / "install.json").write_text("{cut")
+    code, out, _ = edge(capsys, "model", "list", "--store", store.root)
+    assert code == 0 and out.startswith("! ") and "9-damaged/install.json: cannot read" in out
+    marks = {line.split()[1]: line.split()[0] for line in out.splitlines()[1:]}
+    assert marks == {first: "-", second: "*"}  # the others are still listed
+    shutil.rmtree(store.root / "9-damaged")
     code, again, err = edge(capsys, "model", "install", second_package, "--store", store.root)
     assert code == 2 and "already installed and current" in err
     assert edge(capsys, "model", "rollback", "--store", store.root)[0] == 0
@@ -270,3 +277,8 @@ def test_a_store_engine_loads_with_the_backend_it_was_installed_for(tmp_path, ca
     assert "installed for backend tensorrt" in caplog.text
     file = tmp_path / "engine.onnx"
     assert resolve_configured(file, "onnxruntime") == (file, "onnxruntime")
+
+
+def test_an_empty_store_lists_how_to_install(tmp_path, capsys):
+    code, out, _ = edge(capsys, "model", "list", "--store", tmp_path / "models")
+    assert code == 0 and out.strip().endswith("no model installed yet: edge model install PKG")

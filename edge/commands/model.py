@@ -93,9 +93,11 @@ def _run(args, store: ModelStore) -> int:
 
 
 def list_versions(store: ModelStore) -> int:
-    versions = store.versions()
+    versions, unreadable = store.scan()
+    for problem in unreadable:
+        print(f"! {problem}")
     if not versions:
-        print(f"{store.root}: no model installed (edge model install PKG)")
+        print(f"{store.root}: no model installed yet: edge model install PKG")
         return 0
     current, previous = store.current, store.previous
     for v in versions:

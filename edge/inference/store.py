@@ -134,13 +134,23 @@ class ModelStore:
         return self._link(PREVIOUS)
 
     def versions(self) -> list[InstalledVersion]:
-        """Installed versions, oldest install first."""
+        """Installed versions, oldest install first (unreadable ones left out: see scan)."""
+        return self.scan()[0]
+
+    def scan(self) -> tuple[list[InstalledVersion], list[str]]:
+        """(installed versions oldest install first, one line per version folder whose
+        install.json cannot be read): one damaged record does not hide the others."""
         if not self.root.is_dir():
-            return []
-        found = [read_version(p) for p in self.root.iterdir()
-                 if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
-                 and (p / INSTALL_RECORD).is_file()]
-        return sorted(found, key=lambda v: (v.record.get("installed", ""), v.name))
+            return [], []
+        found, unreadable = [], []
+        for folder in sorted(self.root.iterdir()):
+            if folder.is_dir() and not folder.is_symlink() and not folder.name.startswith(".") \
+                    and (folder / INSTALL_RECORD).is_file():
+                try:
+                    found.append(read_version(folder))
+                except ModelError as exc:
+                    unreadable.append(str(exc))
+        return sorted(found, key=lambda v: (v.record.get("installed", ""), v.name)), unreadable
 
     def has(self, version: str) -> bool:
         return (self.root / version / INSTALL_RECORD).is_file()
