@@ -4,11 +4,16 @@ and a SIGHUP after an install swapping the running daemon to the new version."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +22,7 @@ from edge.commands.model import choose_engine
 from edge.errors import ModelError
 from edge.inference.model import load_model, read_manifest
 from edge.inference.package import open_package
-from edge.inference.store import ModelStore, resolve_model_path
+from edge.inference.store import ModelStore, resolve_configured, resolve_model_path
 from tests.fixtures.broker import Subscriber, wait_until
 from tests.fixtures.edge_daemon import DaemonProcess, daemon_sections, write_config
 
@@ -96,13 +101,23 @@ def test_list_rollback_and_remove(store, second_package, capsys):
     code, out, _ = edge(capsys, "model", "list", "--store", store.root)
     marks = {line.split()[1]: line.split()[0] for line in out.splitlines()}
     assert code == 0 and marks == {first: "-", second: "*"}
+    (store.root / "9-damaged").mkdir()
+    (store.root / "9-damaged" / "install.json").write_text("{cut")
+    code, out, _ = edge(capsys, "model", "list", "--store", store.root)
+    assert code == 0 and out.startswith("! ") and "9-damaged/install.json: cannot read" in out
+    marks = {line.split()[1]: line.split()[0] for line in out.splitlines()[1:]}
+    assert marks == {first: "-", second: "*"}  # the others are still listed
+    shutil.rmtree(store.root / "9-damaged")
     code, again, err = edge(capsys, "model", "install", second_package, "--store", store.root)
     assert code == 2 and "already installed and current" in err
     assert edge(capsys, "model", "rollback", "--store", store.root)[0] == 0
     assert (store.current, store.previous) == (first, second)
     code, _, err = edge(capsys, "model", "remove", first, "--store", store.root)
     assert code == 2 and "is the current model" in err
-    assert edge(capsys, "model", "remove", second, "--store", store.root)[0] == 0
+    code, _, err = edge(capsys, "model", "remove", second, "--store", store.root)
+    assert code == 2 and "is the previous model" in err and "--force" in err
+    assert store.previous == second and store.has(second)
+    assert edge(capsys, "model", "remove", second, "--store", store.root, "--force")[0] == 0
     assert [v.name for v in store.versions()] == [first] and store.previous is None
     code, _, err = edge(capsys, "model", "rollback", "--store", store.root)
     assert code == 2 and "no previous version" in err
@@ -159,11 +174,33 @@ def test_the_daemon_and_the_edge_commands_do_not_import_convert():
     assert result.stdout.strip() == "[]", result.stdout
 
 
-def test_a_store_the_user_cannot_write_is_one_line(tmp_path, capsys, model_package):
+def test_a_store_the_user_cannot_write_is_one_line(tmp_path, capsys, model_package,
+                                                  monkeypatch):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     code, _, err = edge(capsys, "model", "install", model_package, "--store", blocked / "models")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "Not a directory" in err and "service user" not in err
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    code, _, err = edge(capsys, "model", "rollback", "--store", tmp_path / "models")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "service user" in err, err
+
+
+def test_a_full_disk_is_named_without_the_service_user_hint(store, capsys, monkeypatch):
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(store.root / "previous"))
+
+    before = store.current
+    shutil.copytree(store.root / before, store.root / "other-version")
+    store.root.joinpath("previous").symlink_to("other-version")
+    monkeypatch.setattr(os, "symlink", full)
+    code, _, err = edge(capsys, "model", "rollback", "--store", store.root)
+    assert code == 2 and err.strip().endswith("previous: No space left on device"), err
+    assert "service user" not in err and store.current == before
 
 
 def test_model_path_that_is_no_store_or_whose_current_is_gone_is_one_line(tmp_path):
@@ -174,3 +211,74 @@ def test_model_path_that_is_no_store_or_whose_current_is_gone_is_one_line(tmp_pa
         resolve_model_path(tmp_path)
     engine = tmp_path / "engine.onnx"
     assert resolve_model_path(engine) == engine  # a file is taken as it is
+
+
+def _lock_is_free(root) -> bool:
+    with open(root / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+def test_install_builds_without_holding_the_store_lock_and_passes_no_onnx_row(
+    model_package, tmp_path, monkeypatch, capsys
+):
+    import convert.install  # noqa: PLC0415
+
+    seen = []
+
+    def build(package, staging, opts):
+        seen.append((_lock_is_free(tmp_path / "models"), opts.onnx_row))
+        raise ModelError("build stopped by the test")
+
+    monkeypatch.setattr(convert.install, "build_from_package", build)
+    code, _, err = edge(capsys, "model", "install", model_package, "--store", tmp_path / "models",
+                        "--precision", "int8", "--backend", "onnxruntime", "--no-onnx-row")
+    assert code == 2 and "build stopped by the test" in err
+    assert seen == [(True, False)]  # rollback and remove could run meanwhile
+
+
+def test_a_second_writer_says_it_waits_and_leftovers_of_killed_installs_go(tmp_path, capsys):
+    store = ModelStore(tmp_path / "models")
+    store.root.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name in (f".installing-3-abc-{dead.pid}", f".installing-3-abc-{os.getpid()}"):
+        (store.root / name).mkdir()
+    (store.root / f".current-{dead.pid}").symlink_to("3-abc")
+    entered = threading.Event()
+    with open(store.root / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+
+        def writer():
+            with store.locked():
+                entered.set()
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        assert not entered.wait(0.5)  # blocks while another holds the store
+    thread.join(10)
+    assert entered.is_set()
+    assert "another edge model command holds the store" in capsys.readouterr().err
+    assert sorted(p.name for p in store.root.iterdir()) == [
+        ".installing-3-abc-" + str(os.getpid()), ".lock"]
+
+
+def test_a_store_engine_loads_with_the_backend_it_was_installed_for(tmp_path, caplog):
+    version = tmp_path / "models" / "3-1f2e3d4c"
+    version.mkdir(parents=True)
+    (version / "install.json").write_text(json.dumps(
+        {"engine_file": "engine.plan", "backend": "tensorrt"}))
+    (tmp_path / "models" / "current").symlink_to("3-1f2e3d4c")
+    engine, backend = resolve_configured(tmp_path / "models", "onnxruntime")
+    assert (engine, backend) == (version / "engine.plan", "tensorrt")
+    assert "installed for backend tensorrt" in caplog.text
+    file = tmp_path / "engine.onnx"
+    assert resolve_configured(file, "onnxruntime") == (file, "onnxruntime")
+
+
+def test_an_empty_store_lists_how_to_install(tmp_path, capsys):
+    code, out, _ = edge(capsys, "model", "list", "--store", tmp_path / "models")
+    assert code == 0 and out.strip().endswith("no model installed yet: edge model install PKG")

@@ -90,3 +90,13 @@ def test_an_index_without_a_required_member_or_not_a_tar_is_refused(model_packag
     not_a_tar.write_text(json.dumps({"format": "steel-inspect-model-package"}))
     with pytest.raises(PackageError, match="cannot read it as tar"):
         open_package(not_a_tar)
+
+
+def test_a_package_cut_in_half_is_a_one_line_error(model_package, tmp_path, capsys):
+    cut = tmp_path / "cut.sipkg"
+    data = model_package.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(PackageError, match=r"cut\.sipkg: truncated or damaged .*copy it again"):
+        open_package(cut)
+    assert edge_main(["model", "install", str(cut), "--store", str(tmp_path / "store")]) == 2
+    assert "truncated or damaged" in capsys.readouterr().err

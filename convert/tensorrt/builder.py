@@ -8,6 +8,7 @@ network, parser and calibrator GPU memory in `close()`. `build_engine` runs the 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -167,7 +168,8 @@ class EngineBuilder:
                                        "--max-batch or --workspace")
             raise EngineBuildError(f"TensorRT could not build the engine: {message}")
         if timing_cache is not None and cache is not None:
-            Path(timing_cache).write_bytes(bytes(self.config.get_timing_cache().serialize()))
+            _write_atomically(Path(timing_cache),  # builds may run side by side (edge model)
+                              bytes(self.config.get_timing_cache().serialize()))
         return bytes(serialized)
 
     def close(self) -> None:
@@ -293,3 +295,9 @@ def _add_calibrator(builder: EngineBuilder, tiles, cache: Path | None, batch: in
         raise EngineBuildError("INT8 needs calibration tiles and a calibration cache path")
     calibrator = TileCalibrator(tiles.astype(np.float32), batch, cache, builder.cuda)
     builder.set_calibrator(calibrator, batch)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}-{os.getpid()}")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)

@@ -93,9 +93,11 @@ def _check_model(config):
     from edge.inference.cpuflags import inference_threads  # noqa: PLC0415
     from edge.inference.model import NO_CAM, load_model  # noqa: PLC0415
     from edge.inference.pipeline import FrameProcessor  # noqa: PLC0415
+    from edge.inference.store import resolve_configured  # noqa: PLC0415
 
     m = config.model
-    model = load_model(m.path, m.backend, max_batch=configured_max_batch(config),
+    engine, backend = resolve_configured(m.path, m.backend)
+    model = load_model(engine, backend, max_batch=configured_max_batch(config, engine),
                        threads=inference_threads(m.threads),
                        allow_ungated=m.allow_ungated)
     try:

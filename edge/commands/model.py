@@ -12,6 +12,7 @@ commands never do (docs/line-pc.md, "Deploying models").
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 from pathlib import Path
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 RELOAD_HINT = "a running daemon takes it on `systemctl reload steel-inspect-edge`"
 ENGINE_FILES = {"onnxruntime": "engine.onnx", "tensorrt": "engine.plan"}
+PERMISSION_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 
@@ -49,11 +51,17 @@ def add_arguments(parser) -> None:
                          help="largest allowed absolute F1 drop per class (default 0.01)")
     install.add_argument("--threads", type=int, default=0,
                          help="CPU threads for the gate (0: physical cores minus one)")
+    install.add_argument("--no-onnx-row", dest="onnx_row", action="store_false",
+                         help="gate without the FP32 ONNX row (the CPU scores the gate set "
+                              "once, not twice: hours less for a big model on TensorRT); the "
+                              "gate then decides on the absolute drop, not paired")
     _store_option(install)
     _store_option(sub.add_parser("list", help="installed versions; * current, - previous"))
     _store_option(sub.add_parser("rollback", help="make the previous version current again"))
     remove = sub.add_parser("remove", help="delete an installed version (not the current one)")
     remove.add_argument("version", help="version name as edge model list shows it")
+    remove.add_argument("--force", action="store_true",
+                        help="also remove the previous version (the rollback target)")
     _store_option(remove)
 
 
@@ -61,9 +69,12 @@ def run(args) -> int:
     store = ModelStore(args.store)
     try:
         return _run(args, store)
-    except OSError as exc:  # a store the user may not write (run as the service user)
-        raise ModelError(f"{store.root}: {exc.strerror or exc} ({exc.filename or 'store'}); "
-                         "run as the service user: sudo -u steel-inspect edge model ...") from None
+    except OSError as exc:
+        where = exc.filename or store.root
+        if exc.errno in PERMISSION_ERRNOS:  # a store the user may not write
+            raise ModelError(f"{where}: {exc.strerror}; run as the service user: "
+                             "sudo -u steel-inspect edge model ...") from None
+        raise ModelError(f"{where}: {exc.strerror or exc}") from None
 
 
 def _run(args, store: ModelStore) -> int:
@@ -76,15 +87,17 @@ def _run(args, store: ModelStore) -> int:
             old, new = store.rollback()
             print(f"current: {old} -> {new}; {RELOAD_HINT}")
         else:
-            store.remove(args.version)
+            store.remove(args.version, force=args.force)
             print(f"removed {args.version}")
     return 0
 
 
 def list_versions(store: ModelStore) -> int:
-    versions = store.versions()
+    versions, unreadable = store.scan()
+    for problem in unreadable:
+        print(f"! {problem}")
     if not versions:
-        print(f"{store.root}: no model installed (edge model install PKG)")
+        print(f"{store.root}: no model installed yet: edge model install PKG")
         return 0
     current, previous = store.current, store.previous
     for v in versions:
@@ -154,36 +167,43 @@ def install(args, store: ModelStore) -> int:
           f"{package.version}")
     if why:
         print(why)
-    with store.locked():
-        if store.has(package.version):
-            state = " and current" if store.current == package.version else ""
-            raise ModelError(f"{package.version}: already installed{state} in {store.root}; "
-                             f"edge model remove {package.version} first to rebuild it")
-        staging = store.staging(package.version)
-        try:
-            opts = BuildOptions(
-                run=staging, out=staging / ENGINE_FILES[backend], precision=precision,
-                backend=backend, max_batch=args.max_batch, max_f1_drop=args.max_f1_drop,
-                threads=inference_threads(args.threads),
-                timing_cache=store.root / ".tensorrt-timing.cache", verbose=args.verbose,
-            )
-            outcome = build_from_package(package, staging, opts)
-            print(outcome.report.format_table())
-            for note in outcome.manifest["precision_notes"]:
-                print(f"note: {note}")
-            if not outcome.passed:
-                report = outcome.report
-                raise GateFailed(
-                    f"gate refused {package.version} ({', '.join(report.failing_columns())}): "
-                    f"{'; '.join(str(f) for f in report.failures)}; nothing installed, current "
-                    f"stays {store.current or '(none)'}")
+    with store.locked():  # held only to check and to commit: rollback and remove never wait
+        _refuse_installed(store, package)  # for a build (minutes, hours on TensorRT INT8)
+    staging = store.staging(package.version)  # per process: builds need no lock
+    try:
+        opts = BuildOptions(
+            run=staging, out=staging / ENGINE_FILES[backend], precision=precision,
+            backend=backend, max_batch=args.max_batch, max_f1_drop=args.max_f1_drop,
+            threads=inference_threads(args.threads),
+            timing_cache=store.root / ".tensorrt-timing.cache", verbose=args.verbose,
+            onnx_row=args.onnx_row,
+        )
+        outcome = build_from_package(package, staging, opts)
+        print(outcome.report.format_table())
+        for note in outcome.manifest["precision_notes"]:
+            print(f"note: {note}")
+        if not outcome.passed:
+            report = outcome.report
+            raise GateFailed(
+                f"gate refused {package.version} ({', '.join(report.failing_columns())}): "
+                f"{'; '.join(str(f) for f in report.failures)}; nothing installed, current "
+                f"stays {store.current or '(none)'}")
+        with store.locked():
+            _refuse_installed(store, package)  # another install of it may have finished
             old = store.commit(_keep_engine(staging, package), package.version,
                                _record(args, package, outcome))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     print(f"installed {package.version} ({backend} {outcome.manifest['effective_precision']}) "
           f"in {store.root}; current: {old or '(none)'} -> {package.version}; {RELOAD_HINT}")
     return 0
+
+
+def _refuse_installed(store: ModelStore, package) -> None:
+    if store.has(package.version):
+        state = " and current" if store.current == package.version else ""
+        raise ModelError(f"{package.version}: already installed{state} in {store.root}; "
+                         f"edge model remove {package.version} first to rebuild it")
 
 
 def _keep_engine(staging: Path, package) -> Path:

@@ -59,11 +59,12 @@ def model_tile(path: Path) -> int:
         return 256
 
 
-def configured_max_batch(config: EdgeConfig) -> int:
-    """model.max_batch, else the tile count of one frame for the configured model."""
+def configured_max_batch(config: EdgeConfig, engine: Path | None = None) -> int:
+    """model.max_batch, else the tile count of one frame for the configured model (`engine`:
+    model.path already resolved, so a store's `current` is read once per load)."""
     if config.model.max_batch is not None:
         return config.model.max_batch
-    return default_max_batch(config, model_tile(config.model.path))
+    return default_max_batch(config, model_tile(engine or config.model.path))
 
 
 def default_max_batch(config: EdgeConfig, tile: int) -> int:

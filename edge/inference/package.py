@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import tarfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,7 @@ class ModelPackage:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         members = self.index["members"]
-        with _open_tar(self.path) as tar:
+        with _open_tar(self.path) as tar, _readable(self.path):
             for info in tar.getmembers():
                 if info.name == INDEX or info.name not in members:
                     continue
@@ -76,7 +77,7 @@ def open_package(path: Path) -> ModelPackage:
     path = Path(path)
     if not path.is_file():
         raise PackageError(f"{path}: model package not found")
-    with _open_tar(path) as tar:
+    with _open_tar(path) as tar, _readable(path):
         members = {}
         for info in tar.getmembers():
             if not info.isfile() or "/" in info.name or info.name in ("", ".", ".."):
@@ -110,6 +111,15 @@ def _open_tar(path: Path) -> tarfile.TarFile:
         return tarfile.open(path, mode="r:")
     except (tarfile.TarError, OSError) as exc:
         raise PackageError(f"{path}: not a model package (cannot read it as tar: {exc})") from None
+
+
+@contextmanager
+def _readable(path: Path):
+    """A tar cut short (an interrupted copy) or damaged past its headers fails while reading."""
+    try:
+        yield
+    except (tarfile.TarError, EOFError) as exc:
+        raise PackageError(f"{path}: truncated or damaged ({exc}); copy it again") from None
 
 
 def _parse_index(path: Path, raw: bytes) -> dict:

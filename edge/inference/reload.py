@@ -22,6 +22,7 @@ from edge.inference.batchsize import configured_max_batch
 from edge.inference.cpuflags import inference_threads
 from edge.inference.model import LoadedModel, load_model
 from edge.inference.pipeline import FrameProcessor, Pipeline
+from edge.inference.store import resolve_configured
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ _SWAP_TIMEOUT_S = 30.0
 
 def load_configured_model(config: EdgeConfig) -> LoadedModel:
     m = config.model
-    return load_model(m.path, m.backend, max_batch=configured_max_batch(config),
+    engine, backend = resolve_configured(m.path, m.backend)
+    return load_model(engine, backend, max_batch=configured_max_batch(config, engine),
                       threads=inference_threads(m.threads), allow_ungated=m.allow_ungated)
 
 
