@@ -94,12 +94,19 @@ def rejected_path(out: Path) -> Path:
 SMALL_CALIBRATION_TILES = 200  # a warning threshold (about 30 frames), not a measured limit
 
 
+def calibration_set(folder, splits, requested: int) -> tuple[np.ndarray, int]:
+    """The tiles of `requested` training images (TILES_PER_FRAME each) and how many images there
+    really were (a smaller training split gives fewer, with a warning)."""
+    tiles = calibration_tiles(folder, splits, requested * TILES_PER_FRAME)
+    images = min(requested, len(splits.get("train") or []))
+    if images < requested:
+        log.warning("INT8 calibration: %d images requested, but the training split has only %d "
+                    "images; calibrating on %d", requested, images, images)
+    return tiles, images
+
+
 def _calibration(opts: BuildOptions, folder, splits, onnx_sha: str) -> tuple[np.ndarray, dict]:
-    tiles = calibration_tiles(folder, splits, opts.calib_images * TILES_PER_FRAME)
-    images = min(opts.calib_images, len(splits.get("train") or []))  # what there really was
-    if images < opts.calib_images:
-        log.warning("INT8 calibration: --calib-images %d, but the training split has only %d "
-                    "images; calibrating on %d", opts.calib_images, images, images)
+    tiles, images = calibration_set(folder, splits, opts.calib_images)
     return tiles, calibration_record(opts, tiles, images, onnx_sha)
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.build import DEFAULT_CALIB_IMAGES, TILES_PER_FRAME
+from convert.build import DEFAULT_CALIB_IMAGES, calibration_set
 from convert.gate import eval_settings, reference_rows
 from convert.gateset import gate_arrays
 from convert.onnx_graph import check_contract, graph_outputs, load_onnx
-from convert.tiles import calibration_tiles, open_run_data, tiles_sha256
+from convert.tiles import open_run_data, tiles_sha256
 from edge.errors import ModelError
 from edge.inference.manifest import file_sha256
 from edge.inference.modelcard import MODELCARD_FILE, ModelCard, package_versions
@@ -69,11 +69,7 @@ def write_package(run: Path, out: Path, data: Path | None = None,
     settings = eval_settings(card)
     folder, splits = open_run_data(card, run, data)
     gate = gate_arrays(folder, splits, settings)
-    calib = calibration_tiles(folder, splits, calib_images * TILES_PER_FRAME)
-    images = min(calib_images, len(splits.get("train") or []))
-    if images < calib_images:
-        log.warning("calibration: %d images requested, the training split has %d", calib_images,
-                    images)
+    calib, images = calibration_set(folder, splits, calib_images)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".package-", dir=out.parent) as tmp:
         members = _write_members(Path(tmp), onnx_path, run / MODELCARD_FILE, gate, calib)
