@@ -35,7 +35,9 @@ def random_tiles(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_registry_lists_the_architectures():
-    assert {"tiny", "resnet50", "resnet101", "resnet152"} <= set(list_models())
+    assert {"tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"} <= set(
+        list_models()
+    )
 
 
 def test_unknown_architecture_is_a_one_line_error():
@@ -116,6 +118,34 @@ def test_resnet152_shape_and_parameter_count():
     assert model.count_params() == RESNET152_NO_TOP_PARAMS + head
     assert model_entry("resnet152").parameters == model.count_params()  # as `train models` lists
     assert model.get_layer("pool").input.shape == (None, 8, 8, 2048)  # Grad-CAM's feature maps
+
+
+# He et al.'s ResNet-18/34 with a 1000-class top, as torchvision counts them (BatchNorm's moving
+# statistics are buffers there, not parameters).
+TORCHVISION_PARAMS = {"resnet18": 11_689_512, "resnet34": 21_797_672}
+# BatchNorm channels of the basic-block ResNets (stem, blocks, projections).
+BN_CHANNELS = {"resnet18": 4_800, "resnet34": 8_512}
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34"])
+def test_basic_block_resnets_are_he_et_al(arch):
+    """Same layers as the published ResNet-18/34, with a gray stem and the project's head."""
+    model = build_model(arch, 3, weights="none")
+    assert model.input_shape == (None, 256, 256, 1) and model.output_shape == (None, 3)
+    no_top = TORCHVISION_PARAMS[arch] - (512 * 1000 + 1000)
+    gray_stem = -7 * 7 * 2 * 64  # one input channel instead of three
+    keras_bn_buffers = 2 * BN_CHANNELS[arch]
+    head = 512 * 3 + 3
+    assert model.count_params() == no_top + gray_stem + keras_bn_buffers + head
+    assert model_entry(arch).parameters == model.count_params()  # as `train models` lists
+    assert model.get_layer("pool").input.shape == (None, 8, 8, 512)  # the CAM's feature maps
+    probs = model.predict_on_batch(random_tiles(2, seed=3))
+    assert probs.shape == (2, 3) and np.all((probs > 0) & (probs < 1))
+
+
+def test_basic_block_resnets_have_no_imagenet_weights():
+    with pytest.raises(ModelError, match="no ImageNet weights"):
+        build_model("resnet18", 3, weights="imagenet")
 
 
 def test_imagenet_download_failure_is_one_clear_line(monkeypatch):

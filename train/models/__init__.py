@@ -3,7 +3,7 @@
 Importing this package is cheap: Keras is imported only when a model is built or loaded.
 """
 
-from train.models import resnet, tiny  # noqa: F401 (the architectures register on import)
+from train.models import basic_resnet, resnet, tiny  # noqa: F401 (the architectures register on import)
 from train.models.registry import (
     ModelEntry,
     build_model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from train.models.blocks import bn, residual_block
 from train.models.recipe import TINY_CPU_RECIPE
 from train.models.registry import FEATURES_POOL, INPUT_NAME, OUTPUT_NAME, TILE, register_model
 
@@ -11,28 +12,6 @@ PIXEL_STD = 64.0
 TINY_PARAMETERS = 63_731  # with 3 classes (checked in tests/test_train_models.py)
 STEM_FILTERS = 16
 BLOCK_FILTERS = (24, 32, 48)
-
-
-# Short CPU runs: moving statistics must follow the weights within tens of steps, not hundreds.
-BN_MOMENTUM = 0.9
-
-
-def bn(layers, name: str):
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
-
-
-def residual_block(keras, x, filters: int, stride: int, name: str):
-    layers = keras.layers
-    shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
-    shortcut = bn(layers, name=f"{name}_proj_bn")(shortcut)
-    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
-                      name=f"{name}_conv1")(x)
-    y = bn(layers, name=f"{name}_bn1")(y)
-    y = layers.ReLU(name=f"{name}_relu1")(y)
-    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
-    y = bn(layers, name=f"{name}_bn2")(y)
-    y = layers.Add(name=f"{name}_add")([shortcut, y])
-    return layers.ReLU(name=f"{name}_out")(y)
 
 
 @register_model("4x4 patch stem + three residual blocks (64 k parameters): CPU training, tests",
