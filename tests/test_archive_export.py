@@ -147,10 +147,16 @@ def test_export_failures_are_one_line_and_images_gone_meanwhile_are_left_out(tmp
     assert sorted(p.name for p in out.iterdir()) == ["train.csv", "train_images"]
     assert [p.name for p in (out / "train_images").iterdir()] == [frames[1].image_id]
 
-    unreadable = export.ArchivedFrame(frames[1].folder, tmp_path, frames[1].record)  # a folder
+    frames[1].image.unlink()
+    empty = tmp_path / "empty"
+    with pytest.raises(DataError, match="all 2 listed frame images vanished .*nothing written"):
+        export.write_folder(frames, empty)
+    assert list(empty.iterdir()) == []  # no header-only CSV that looks like an export
+
+    unreadable = export.ArchivedFrame(frames[0].folder, tmp_path, frames[0].record)  # a folder
     failed = tmp_path / "failed"
     with pytest.raises(DataError, match=f"--out {failed}: export failed, nothing .*Is a directory"):
-        export.write_folder([frames[1], unreadable], failed)
+        export.write_folder([unreadable], failed)
     assert list(failed.iterdir()) == []  # nothing left that blocks a rerun
 
 

@@ -192,7 +192,7 @@ def write_folder(frames: list[ArchivedFrame], out: Path) -> ExportSummary:
     Both are written in a hidden OUT/.partial-* folder and renamed into place at the end, so a
     failure (disk full, OUT not a folder) leaves nothing that blocks a rerun; it is a DataError
     naming the path. A frame whose image vanished since it was listed (retention) is left out
-    and named in the summary's `skipped`.
+    and named in the summary's `skipped`; when every one vanished, nothing is written (DataError).
     """
     if (out / CSV_NAME).exists() or (out / IMAGES_DIR).exists():
         raise DataError(f"--out {out}: already holds {IMAGES_DIR}/ or {CSV_NAME}; "
@@ -236,6 +236,9 @@ def _write_partial(frames: list[ArchivedFrame], partial: Path) -> ExportSummary:
         for defect in frame.record["defects"]:
             class_id = int(defect["class_id"])
             summary.boxes_by_class[class_id] = summary.boxes_by_class.get(class_id, 0) + 1
+    if not copied:
+        raise DataError(f"all {len(frames)} listed frame images vanished before they were copied "
+                        "(deleted by retention?); nothing written")
     rows = csv_rows(copied)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
