@@ -282,3 +282,51 @@ def test_a_store_engine_loads_with_the_backend_it_was_installed_for(tmp_path, ca
 def test_an_empty_store_lists_how_to_install(tmp_path, capsys):
     code, out, _ = edge(capsys, "model", "list", "--store", tmp_path / "models")
     assert code == 0 and out.strip().endswith("no model installed yet: edge model install PKG")
+
+
+def test_commit_puts_every_file_on_disk_before_current_switches(tmp_path, monkeypatch):
+    """A power cut after the switch must find the whole version: every file and folder of the
+    staging tree is fsynced before its rename, the store folder after it and after each link."""
+    from edge.inference import store as store_module
+
+    store = ModelStore(tmp_path / "models")
+    store.root.mkdir()
+    staging = store.root / ".installing-1"
+    (staging / "engine").mkdir(parents=True)
+    for name in ("engine/model.onnx", "manifest.json"):
+        (staging / name).write_bytes(b"x")
+    events: list[tuple[str, str]] = []
+    paths: dict[int, str] = {}
+    real_open, real_fsync = os.open, os.fsync
+    real_rename, real_replace = os.rename, os.replace
+
+    def opened(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        paths[fd] = str(path)
+        return fd
+
+    def fsynced(fd):
+        events.append(("fsync", os.path.relpath(paths[fd], store.root)))
+        real_fsync(fd)
+
+    def renamed(kind, real):
+        def rename(src, dst):
+            events.append((kind, os.path.relpath(dst, store.root)))
+            real(src, dst)
+        return rename
+
+    monkeypatch.setattr(store_module.os, "open", opened)
+    monkeypatch.setattr(store_module.os, "fsync", fsynced)
+    monkeypatch.setattr(store_module.os, "rename", renamed("rename", real_rename))
+    monkeypatch.setattr(store_module.os, "replace", renamed("replace", real_replace))
+    assert store.commit(staging, "v1", {"engine": "onnx"}) is None
+
+    rename = events.index(("rename", "v1"))
+    synced_before = {path for kind, path in events[:rename] if kind == "fsync"}
+    assert not staging.exists()
+    assert synced_before == {".installing-1", ".installing-1/engine",
+                             ".installing-1/engine/model.onnx", ".installing-1/manifest.json",
+                             ".installing-1/install.json"}
+    assert events[rename + 1] == ("fsync", ".")  # the new name is durable before the switch
+    assert events[rename + 2:] == [("replace", "current"), ("fsync", ".")]
+    assert store.current == "v1"
