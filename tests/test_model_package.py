@@ -32,7 +32,7 @@ def test_round_trip_keeps_the_model_card_and_the_gate_set_of_the_run(
     card = package.card
     data, splits = open_run_data(card, run)
     bundled = BundledGateSet.load(folder / "gate.npz")
-    assert list(bundled.arrays["test_image_ids"]) == list(splits["test"])
+    assert bundled.image_ids == [str(i) for i in splits["test"]]
     with load_runtime("onnxruntime", exported_run.path, max_batch=64, threads=2) as runtime:
         from_folder = FolderGateSet(data, splits, eval_settings(card))
         expected, got = from_folder.score_test(runtime.infer_all), bundled.score_test(
