@@ -361,6 +361,39 @@ def test_the_calibrator_subclasses_the_real_binding_in_supported_versions(probes
             assert "IInt8EntropyCalibrator2" in result.stderr  # AttributeError at import
 
 
+MONITOR = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import tensorrt_bindings as trt
+sys.modules["tensorrt"] = trt
+from convert.tensorrt.progress import make_progress_monitor
+monitor = make_progress_monitor(trt)
+if monitor is None:
+    print("none", hasattr(trt.IBuilderConfig, "progress_monitor"))
+else:
+    overridden = [m for m in ("phase_start", "step_complete", "phase_finish")
+                  if m in dir(trt.IProgressMonitor)]
+    monitor.phase_start("Building engine", None, 2)
+    print(isinstance(monitor, trt.IProgressMonitor), overridden,
+          monitor.step_complete("Building engine", 0))
+    monitor.phase_finish("Building engine")
+"""
+
+
+def test_the_build_progress_monitor_subclasses_the_real_binding_where_there_is_one(
+    probes, stand_in_libs
+):
+    seen = {}
+    for requirement, wheel, _ in WHEELS:
+        version = requirement.split("==")[1]
+        result = run_with_bindings(stand_in_libs, CACHE / wheel.removesuffix(".whl"), MONITOR)
+        assert result.returncode == 0, f"{requirement}: {result.stderr[-2000:]}"
+        seen[version] = result.stdout.strip()
+    assert seen.pop("8.6.1") == "none False"  # no interface, and no config property to set
+    for version, line in seen.items():  # the methods TensorRT calls are the ones overridden
+        assert line == "True ['phase_start', 'step_complete', 'phase_finish'] True", version
+
+
 def test_deprecated_uses_are_surfaced_and_in_the_compatibility_table(probes):
     """The bindings' docstrings say "[DEPRECATED] Deprecated in TensorRT X.Y" (the warning the
     test configuration's filter hides); each deprecated use must be a row of docs/convert.md."""

@@ -41,6 +41,7 @@ def fake_builder(config: Config, serialized=b"plan", calibrator=None) -> EngineB
         build_serialized_network=lambda network, config: serialized,
     )
     builder.config, builder.calibrator = config, calibrator
+    builder.progress_monitor = None  # TensorRT 8.6: no IProgressMonitor
     builder.logger = types.SimpleNamespace(errors=[])
     return builder
 

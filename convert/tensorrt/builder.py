@@ -21,6 +21,7 @@ from convert.errors import EngineBuildError, TensorRTUnavailable
 from convert.onnx_graph import CAM_PREFIX
 from convert.tensorrt import require_tensorrt
 from convert.tensorrt.inspector import layer_precisions
+from convert.tensorrt.progress import make_progress_monitor
 from edge.errors import ModelError
 from edge.inference.manifest import Platform, capability_problem, probe_platform
 from edge.inference.runtime.tensorrt import tensorrt_object
@@ -95,6 +96,11 @@ class EngineBuilder:
         self.config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
         if hasattr(trt, "ProfilingVerbosity"):  # the engine inspector then lists layer precisions
             self.config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+        # TensorRT keeps only a pointer: the monitor must outlive the build (see close()).
+        self.progress_monitor = None
+        if hasattr(self.config, "progress_monitor"):  # TensorRT 10+
+            self.progress_monitor = make_progress_monitor(trt)
+            self.config.progress_monitor = self.progress_monitor
         self.network = self.parser = self.calibrator = None
         self.notes: list[str] = []
 
@@ -158,6 +164,8 @@ class EngineBuilder:
         # TensorRT reports running out of GPU memory through its logger and a NULL result (no
         # pycuda exception can come out of it): OOM_PATTERN below is that path.
         serialized = self.builder.build_serialized_network(self.network, self.config)
+        if self.progress_monitor is not None:
+            self.progress_monitor.close(finished=serialized is not None)
         failure = getattr(self.calibrator, "failure", None)
         if failure:
             raise EngineBuildError(failure)
@@ -175,7 +183,7 @@ class EngineBuilder:
     def close(self) -> None:
         if self.calibrator is not None:
             self.calibrator.close()
-        for name in ("calibrator", "parser", "network", "config", "builder"):
+        for name in ("calibrator", "parser", "network", "config", "builder", "progress_monitor"):
             setattr(self, name, None)
 
     def _load_timing_cache(self, path: Path | None):
