@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -117,6 +118,47 @@ def test_only_the_chief_writes(two_runs):
     assert sorted(p.name for p in (two_runs / "multi").iterdir()) == single_files
     # the non-chief's checkpoints and logs went to a temporary folder, removed at the end
     assert list((two_runs / "worker-tmp").iterdir()) == []
+
+
+def run_workers(root: Path, name: str, argv: list[str], data: Path | None = None) -> None:
+    """Both workers of a fresh loopback cluster run `train.cli argv`; each must exit 0."""
+    base = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0",
+            "PYTHONPATH": str(REPO), "TMPDIR": str(root / "worker-tmp")}
+    spec, processes = cluster(2), []
+    for index in range(2):
+        env = {**base, "TF_CONFIG": json.dumps({"cluster": spec,
+                                                "task": {"type": "worker", "index": index}})}
+        with open(root / f"{name}{index}.log", "w") as stream:
+            processes.append(subprocess.Popen([sys.executable, "-m", "train.cli", *argv],
+                                              cwd=REPO, env=env, stdout=stream,
+                                              stderr=subprocess.STDOUT))
+    for index, process in enumerate(processes):
+        try:
+            code = process.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            for other in processes:
+                other.kill()
+            code = None
+        assert code == 0, (root / f"{name}{index}.log").read_text()[-3000:]
+
+
+def test_two_workers_resume_a_multiworker_run(two_runs, tmp_path):
+    """`--resume` without --strategy: both workers take it from the run, train the next epoch
+    from the chief's checkpoint, and only the chief appends to the run folder."""
+    run = tmp_path / "multi"
+    shutil.copytree(two_runs / "multi", run, ignore=shutil.ignore_patterns("tensorboard"))
+    (tmp_path / "worker-tmp").mkdir()
+    run_workers(tmp_path, "resume", ["fit", "--resume", "--out", str(run), "--epochs", "2",
+                                     "--steps-per-epoch", "4", "--threads", "1", "--quiet"])
+    assert json.loads((run / rundir.STATE_FILE).read_text())["epoch"] == 2
+    history = read_history(run / rundir.HISTORY_FILE)
+    first = read_history(two_runs / "multi" / rundir.HISTORY_FILE)
+    assert len(history) == 2 and history[0] == first[0]  # epoch 1 kept, epoch 2 appended
+    card = json.loads((run / "modelcard.json").read_text())
+    assert card["training"]["resumed_from_epoch"] == 1 and card["training"]["epochs"] == 2
+    assert card["training"]["workers"] == 2
+    assert "worker done; the chief writes the run folder" in (tmp_path / "resume1.log").read_text()
+    assert list((tmp_path / "worker-tmp").iterdir()) == []
 
 
 @pytest.mark.parametrize(("tf_config", "fragment"), [
