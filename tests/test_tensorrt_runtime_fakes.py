@@ -35,33 +35,43 @@ class Allocation:
 class Execution:
     def __init__(self, fakes) -> None:
         self.fakes = fakes
+        self.outputs: dict[str, int] = {}
 
     def set_tensor_address(self, name, address) -> bool:
+        self.outputs[name] = address
         return self.fakes.accept_address
 
     def set_input_shape(self, name, shape) -> bool:
         return self.fakes.accept_shape
 
     def execute_async_v3(self, stream_handle) -> bool:
+        """Writes every output on the device: probabilities 0.25, cam 0, 0.01, 0.02, ..."""
         self.fakes.executing.set()
         self.fakes.release.wait(10)
+        for name, address in self.outputs.items():
+            device = self.fakes.allocation_at(address)
+            values = device.nbytes // 4
+            if name == "probabilities":
+                device.data = np.full(values, 0.25, np.float32)
+            elif name == "cam":
+                device.data = np.arange(values, dtype=np.float32) / 100
         return self.fakes.execute_ok
 
 
 class Engine:
-    num_io_tensors = 2
-
     def __init__(self, fakes) -> None:
         self.fakes = fakes
+        self.names = ("tiles", "probabilities") + (("cam",) if fakes.cam_shape else ())
+        self.num_io_tensors = len(self.names)
 
     def get_tensor_name(self, i):
-        return ("tiles", "probabilities")[i]
+        return self.names[i]
 
     def get_tensor_mode(self, name):
         return "in" if name == "tiles" else "out"
 
     def get_tensor_shape(self, name):
-        return (-1, H, W, C) if name == "tiles" else (-1, K)
+        return {"tiles": (-1, H, W, C), "probabilities": (-1, K), "cam": self.fakes.cam_shape}[name]
 
     def get_tensor_profile_shape(self, name, profile):
         return [(1, H, W, C), (PROFILE_MAX, H, W, C), (PROFILE_MAX, H, W, C)]
@@ -79,6 +89,8 @@ class Fakes:
     def __init__(self) -> None:
         self.accept_address = self.accept_shape = self.execute_ok = True
         self.null_runtime = False
+        self.cam_shape = None  # e.g. (-1, K, 2, 3): the engine has a `cam` output
+        self.copied_back: list[int] = []  # nbytes of every device-to-host copy
         self.engine_error = None  # a TensorRT log line, and deserialising returns NULL
         self.executing, self.release = threading.Event(), threading.Event()
         self.release.set()
@@ -150,13 +162,17 @@ class Fakes:
             device.data = host.copy()
 
         def dtoh(host, device, stream):
-            host[...] = 0.25
+            fakes.copied_back.append(host.nbytes)
+            host[...] = device.data[: host.size].reshape(host.shape)
 
         cuda.Device = lambda n: types.SimpleNamespace(retain_primary_context=Context)
         cuda.Context, cuda.Stream, cuda.mem_alloc = Context, Stream, mem_alloc
         cuda.pagelocked_empty = lambda shape, dtype: np.empty(shape, dtype)
         cuda.memcpy_htod_async, cuda.memcpy_dtoh_async = htod, dtoh
         return cuda
+
+    def allocation_at(self, address: int) -> Allocation:
+        return next(a for a in self.allocations if id(a) == address)
 
     @property
     def freed(self) -> list[bool]:
@@ -258,3 +274,35 @@ def test_close_leaves_the_memory_of_a_hung_inference_alone(fakes, engine_file, m
     hung.join(5)
     assert not hung.is_alive()
     assert len(results) == 1 and results[0].shape == (1, K)  # it still wrote into live buffers
+
+
+def test_the_cam_output_is_copied_back_with_its_own_values_when_asked_for(fakes, engine_file):
+    fakes.cam_shape = (-1, K, 2, 3)
+    runtime = TensorRTRuntime(engine_file, max_batch=4, warm_up=False)
+    assert runtime.cam_shape == (2, 3)
+    probabilities, cam = runtime.infer_with_cam(tiles(3))
+    assert probabilities.shape == (3, K) and np.all(probabilities == 0.25)
+    assert cam.shape == (3, K, 2, 3) and cam.dtype == np.float32
+    expected = (np.arange(3 * K * 6, dtype=np.float32) / 100).reshape(3, K, 2, 3)
+    np.testing.assert_array_equal(cam, expected)  # the device's cam, not the host buffer's
+    cam_bytes = 3 * K * 6 * 4
+    assert fakes.copied_back == [3 * K * 4, cam_bytes]
+    runtime.infer(tiles(2))  # probabilities only: the cam stays on the GPU
+    assert fakes.copied_back[2:] == [2 * K * 4]
+    runtime.close()
+    assert fakes.freed == [True, True, True] and fakes.detached == 1
+
+
+def test_a_cam_output_of_the_wrong_shape_is_refused_and_freed(fakes, engine_file):
+    fakes.cam_shape = (-1, K + 1, 8, 8)
+    with pytest.raises(ModelError, match=rf"output 'cam' has shape \(-1, {K + 1}, 8, 8\); "
+                                         rf"expected \[N, {K}, h, w\]"):
+        TensorRTRuntime(engine_file, max_batch=4)
+    assert fakes.freed == [True, True] and fakes.detached == 1
+
+
+def test_an_engine_without_cam_answers_none(fakes, engine_file):
+    runtime = TensorRTRuntime(engine_file, max_batch=4, warm_up=False)
+    probabilities, cam = runtime.infer_with_cam(tiles(1))
+    assert runtime.cam_shape is None and cam is None and probabilities.shape == (1, K)
+    runtime.close()

@@ -164,10 +164,7 @@ class TensorRTRuntime(Runtime):
         return self._cam_shape
 
     def infer_with_cam(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        probabilities = self.infer(batch)  # the engine writes every output on each run
-        if self._cam_shape is None:
-            return probabilities, None
-        return probabilities, self._host_cam[: len(probabilities)].astype(np.float32, copy=True)
+        return self._run(batch, with_cam=self._cam_shape is not None)
 
     @property
     def input_spec(self) -> InputSpec:
@@ -178,15 +175,20 @@ class TensorRTRuntime(Runtime):
         return self._num_outputs
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._run(batch, with_cam=False)[0]
+
+    def _run(self, batch: np.ndarray, with_cam: bool) -> tuple[np.ndarray, np.ndarray | None]:
         batch = self.check_batch(batch)
         if self._closed:  # before the lock: a hung call may hold it
             raise ModelError("the TensorRT runtime is closed; load the model again")
         with self._in_flight:
             if self._closed:
                 raise ModelError("the TensorRT runtime is closed; load the model again")
-            return self._infer(batch)
+            return self._infer(batch, with_cam)
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray, with_cam: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """One batch on the GPU; the cam (written on the device every run) is copied back only
+        when asked for."""
         n = len(batch)
         cuda = self._cuda
         host_in, host_out = self._host_in[:n], self._host_out[:n]
@@ -200,10 +202,13 @@ class TensorRTRuntime(Runtime):
             if not self._execution.execute_async_v3(self._stream.handle):
                 raise ModelError(f"TensorRT execution failed for a batch of {n}")
             cuda.memcpy_dtoh_async(host_out, self._device_out, self._stream)
+            if with_cam:
+                cuda.memcpy_dtoh_async(self._host_cam[:n], self._device_cam, self._stream)
             self._stream.synchronize()
         finally:
             cuda.Context.pop()
-        return host_out.astype(np.float32, copy=True)
+        cam = self._host_cam[:n].astype(np.float32, copy=True) if with_cam else None
+        return host_out.astype(np.float32, copy=True), cam
 
     def close(self) -> None:
         """Free everything, unless an inference call is still on the GPU after CLOSE_WAIT_S:
