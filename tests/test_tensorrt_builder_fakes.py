@@ -11,7 +11,7 @@ import types
 import pytest
 
 from convert.errors import EngineBuildError
-from convert.tensorrt.builder import EngineBuilder
+from convert.tensorrt.builder import EngineBuilder, head_layers
 from convert.tensorrt.inspector import layer_precisions, summarise_layers
 
 
@@ -122,3 +122,75 @@ def test_the_inspector_record_is_optional_to_the_build(caplog):
     assert layer_precisions(failing, b"plan", None) is None
     assert "per-layer precisions not recorded: engine inspector failed (inspector unavailable)" \
         in caplog.text
+
+
+class Tensor:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class Layer:
+    def __init__(self, name: str, kind: str, inputs: list, outputs: list) -> None:
+        self.name, self.type = name, kind
+        self.inputs, self.outputs = inputs, outputs
+        self.num_inputs, self.num_outputs = len(inputs), len(outputs)
+        self.precision, self.output_types = None, {}
+
+    def get_input(self, i):
+        return self.inputs[i]
+
+    def get_output(self, i):
+        return self.outputs[i]
+
+    def set_output_type(self, i, dtype) -> None:
+        self.output_types[i] = dtype
+
+
+class Network:
+    """features -> pool -> shuffle -> matmul (constant weights) -> bias add -> sigmoid, and the
+    cam branch on the features; the parser lists `cam` as the first output."""
+
+    def __init__(self) -> None:
+        t = {n: Tensor(n) for n in ("features", "pooled", "flat", "w", "logit0", "b", "logit",
+                                    "probabilities", "cam_w", "cam")}
+        self.layers = [
+            Layer("backbone/relu", "ACTIVATION", [], [t["features"]]),
+            Layer("pool", "REDUCE", [t["features"]], [t["pooled"]]),
+            Layer("flatten", "SHUFFLE", [t["pooled"]], [t["flat"]]),
+            Layer("dense/w", "CONSTANT", [], [t["w"]]),
+            Layer("dense/matmul", "MATRIX_MULTIPLY", [t["flat"], t["w"]], [t["logit0"]]),
+            Layer("dense/b", "CONSTANT", [], [t["b"]]),
+            Layer("dense/add", "ELEMENTWISE", [t["b"], t["logit0"]], [t["logit"]]),
+            Layer("sigmoid", "ACTIVATION", [t["logit"]], [t["probabilities"]]),
+            Layer("cam/weights", "CONSTANT", [], [t["cam_w"]]),
+            Layer("cam/conv", "CONVOLUTION", [t["features"], t["cam_w"]], [t["cam"]]),
+        ]
+        self.outputs = [t["cam"], t["probabilities"]]
+        self.num_layers, self.num_outputs = len(self.layers), len(self.outputs)
+
+    def get_layer(self, i):
+        return self.layers[i]
+
+    def get_output(self, i):
+        return self.outputs[i]
+
+
+def test_the_head_and_the_cam_branch_are_kept_in_fp32_whatever_the_output_order():
+    kinds = ("ACTIVATION", "REDUCE", "SHUFFLE", "CONSTANT", "MATRIX_MULTIPLY", "ELEMENTWISE",
+             "CONVOLUTION")
+    trt = types.SimpleNamespace(
+        LayerType=types.SimpleNamespace(**{k: k for k in kinds}), float32="float32",
+        BuilderFlag=types.SimpleNamespace(OBEY_PRECISION_CONSTRAINTS="obey"))
+    flags = []
+    builder = EngineBuilder.__new__(EngineBuilder)
+    builder.trt, builder.network = trt, Network()
+    builder.config = types.SimpleNamespace(set_flag=flags.append)
+
+    assert [layer.name for layer in head_layers(builder.network, trt)] == [
+        "sigmoid", "dense/add", "dense/matmul"]
+    builder._keep_head_fp32()
+    kept = {layer.name for layer in builder.network.layers if layer.precision == "float32"}
+    assert kept == {"sigmoid", "dense/add", "dense/matmul", "cam/weights", "cam/conv"}
+    assert all(layer.output_types == {0: "float32"} for layer in builder.network.layers
+               if layer.name in kept)
+    assert flags == ["obey"]  # otherwise TensorRT may still pick faster lower-precision kernels

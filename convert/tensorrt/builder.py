@@ -24,6 +24,7 @@ from convert.tensorrt.inspector import layer_precisions
 from convert.tensorrt.progress import make_progress_monitor
 from edge.errors import ModelError
 from edge.inference.manifest import Platform, capability_problem, probe_platform
+from edge.inference.runtime.base import CAM_OUTPUT
 from edge.inference.runtime.tensorrt import tensorrt_object
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,8 @@ def fast_precisions(builder, capability: str) -> tuple[bool, bool]:
 
 
 def head_layers(network, trt) -> list:
-    """Layers from the output back to (and including) the last matrix product."""
+    """Layers from the probabilities output back to (and including) the last matrix product
+    (whatever order the parser gives the outputs in: the cam may come first)."""
     producer = {}
     for i in range(network.num_layers):
         layer = network.get_layer(i)
@@ -238,7 +240,8 @@ def head_layers(network, trt) -> list:
     allowed = {getattr(trt.LayerType, n) for n in HEAD_LAYER_TYPES if hasattr(trt.LayerType, n)}
     matmul = {getattr(trt.LayerType, n) for n in MATMUL_LAYER_TYPES if hasattr(trt.LayerType, n)}
     found = []
-    tensor = network.get_output(0)
+    outputs = [network.get_output(i) for i in range(network.num_outputs)]
+    tensor = next((t for t in outputs if t.name != CAM_OUTPUT), None)  # the probabilities
     while tensor is not None:
         layer = producer.get(tensor.name)
         if layer is None or layer.type not in allowed:
