@@ -35,9 +35,10 @@ def random_tiles(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_registry_lists_the_architectures():
-    assert {"tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"} <= set(
-        list_models()
-    )
+    names = list_models()
+    resnets = [name for name in names if name.startswith("resnet")]
+    assert resnets == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]  # natural
+    assert "tiny" in names
 
 
 def test_unknown_architecture_is_a_one_line_error():

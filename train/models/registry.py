@@ -9,6 +9,7 @@ GlobalAveragePooling2D layer named "pool" whose input is the last convolutional 
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,7 +60,9 @@ def register_model(
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    """Names in natural order: resnet18 before resnet101."""
+    return sorted(_MODELS, key=lambda name: [int(part) if part.isdigit() else part
+                                             for part in re.split(r"(\d+)", name)])
 
 
 def model_entry(name: str) -> ModelEntry:
