@@ -194,3 +194,15 @@ def test_the_head_and_the_cam_branch_are_kept_in_fp32_whatever_the_output_order(
     assert all(layer.output_types == {0: "float32"} for layer in builder.network.layers
                if layer.name in kept)
     assert flags == ["obey"]  # otherwise TensorRT may still pick faster lower-precision kernels
+
+
+def test_a_failed_calibration_removes_its_cache_before_raising(tmp_path):
+    """Written by this build before the failure was known (or left over): the next build would
+    read it and calibrate from nothing."""
+    cache = tmp_path / "calib.cache"
+    cache.write_bytes(b"partial")
+    calibrator = types.SimpleNamespace(failure="INT8 calibration failed at tile 2 of 8: Error",
+                                       cache_path=cache)
+    with pytest.raises(EngineBuildError, match="^INT8 calibration failed at tile 2 of 8"):
+        fake_builder(Config(), calibrator=calibrator).build(None)
+    assert not cache.exists()

@@ -169,6 +169,10 @@ class EngineBuilder:
             self.progress_monitor.close(finished=serialized is not None)
         failure = getattr(self.calibrator, "failure", None)
         if failure:
+            # a cache from this run (or one left over) would make the next build skip get_batch
+            cache_path = getattr(self.calibrator, "cache_path", None)
+            if cache_path is not None:
+                Path(cache_path).unlink(missing_ok=True)
             raise EngineBuildError(failure)
         if serialized is None:
             message = " | ".join(self.logger.errors[-3:]) or "no error message"

@@ -76,6 +76,9 @@ class TileCalibrator(trt.IInt8EntropyCalibrator2):
         return None
 
     def write_calibration_cache(self, cache) -> None:
+        if self.failure is not None:  # get_batch's None ended calibration early: a partial
+            log.warning("calibration failed: not writing the cache %s", self.cache_path)
+            return  # cache would be reused by the next build, which would then skip get_batch
         self.cache_path.write_bytes(bytes(cache))
         log.info("wrote the calibration cache %s", self.cache_path)
 
