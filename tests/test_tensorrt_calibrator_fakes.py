@@ -84,3 +84,40 @@ def test_a_complete_calibration_writes_its_cache(calibrator_module, tmp_path):
     assert cache.read_bytes() == b"complete"
     assert calibrator.read_calibration_cache() == b"complete"
     calibrator.close()
+
+
+def test_a_failed_cache_write_leaves_the_previous_cache_whole(calibrator_module, tmp_path,
+                                                             monkeypatch, caplog):
+    """Written through a temporary file and a rename: a build beside this one (or a crash)
+    never reads a half-written cache; a write error is logged, not raised into TensorRT."""
+    cache = tmp_path / "calib.cache"
+    cache.write_bytes(b"previous")
+    calibrator = calibrator_module.TileCalibrator(tiles(), 2, cache, fake_cuda())
+    while calibrator.get_batch(["tiles"]) is not None:
+        pass
+
+    def no_rename(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.replace", no_rename)
+    calibrator.write_calibration_cache(memoryview(b"new"))
+    assert cache.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["calib.cache"]  # no temporary left
+    assert "cannot write the calibration cache" in caplog.text
+    calibrator.close()
+
+
+def test_an_unreadable_cache_is_the_builds_failure(calibrator_module, tmp_path, monkeypatch):
+    """The binding swallows the callback's exception: it is recorded for build() to raise."""
+    cache = tmp_path / "calib.cache"
+    cache.write_bytes(b"cache")
+    calibrator = calibrator_module.TileCalibrator(tiles(), 2, cache, fake_cuda())
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(cache), "read_bytes", unreadable)
+    assert calibrator.read_calibration_cache() is None
+    assert calibrator.failure.startswith(f"cannot read the calibration cache {cache}: ")
+    assert calibrator.get_batch(["tiles"]) is None  # no calibration run for a failed build
+    calibrator.close()

@@ -8,7 +8,6 @@ network, parser and calibrator GPU memory in `close()`. `build_engine` runs the 
 from __future__ import annotations
 
 import logging
-import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from convert.onnx_graph import CAM_PREFIX
 from convert.tensorrt import require_tensorrt
 from convert.tensorrt.inspector import layer_precisions
 from convert.tensorrt.progress import make_progress_monitor
+from edge.archive.files import write_atomic
 from edge.errors import ModelError
 from edge.inference.manifest import Platform, capability_problem, probe_platform
 from edge.inference.runtime.base import CAM_OUTPUT
@@ -172,7 +172,10 @@ class EngineBuilder:
             # a cache from this run (or one left over) would make the next build skip get_batch
             cache_path = getattr(self.calibrator, "cache_path", None)
             if cache_path is not None:
-                Path(cache_path).unlink(missing_ok=True)
+                try:
+                    Path(cache_path).unlink(missing_ok=True)
+                except OSError as exc:
+                    log.error("cannot remove the calibration cache %s: %s", cache_path, exc)
             raise EngineBuildError(failure)
         if serialized is None:
             message = " | ".join(self.logger.errors[-3:]) or "no error message"
@@ -181,8 +184,8 @@ class EngineBuilder:
                                        "--max-batch or --workspace")
             raise EngineBuildError(f"TensorRT could not build the engine: {message}")
         if timing_cache is not None and cache is not None:
-            _write_atomically(Path(timing_cache),  # builds may run side by side (edge model)
-                              bytes(self.config.get_timing_cache().serialize()))
+            write_atomic(Path(timing_cache),  # builds may run side by side (edge model)
+                         bytes(self.config.get_timing_cache().serialize()))
         return bytes(serialized)
 
     def close(self) -> None:
@@ -311,8 +314,3 @@ def _add_calibrator(builder: EngineBuilder, tiles, cache: Path | None, batch: in
     calibrator = TileCalibrator(tiles.astype(np.float32), batch, cache, builder.cuda)
     builder.set_calibrator(calibrator, batch)
 
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}-{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)

@@ -13,6 +13,7 @@ import numpy as np
 import tensorrt as trt
 
 from convert.errors import EngineBuildError
+from edge.archive.files import write_atomic
 from train.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class TileCalibrator(trt.IInt8EntropyCalibrator2):
         """The next batch's device pointer; None at the end. An exception here would be printed
         and dropped by the binding (calibration silently uses fewer batches), so it is recorded
         for EngineBuilder.build to raise, and calibration stops."""
+        if self.failure is not None:  # e.g. the cache could not be read: stop at once
+            return None
         try:
             return self._next_batch()
         except Exception as exc:
@@ -70,16 +73,31 @@ class TileCalibrator(trt.IInt8EntropyCalibrator2):
         return [int(self._device)]
 
     def read_calibration_cache(self):
-        if self.cache_path.is_file():
-            log.info("using the calibration cache %s", self.cache_path)
-            return self.cache_path.read_bytes()
-        return None
+        """The cache's bytes, or None (then TensorRT calibrates). The binding swallows exceptions
+        from this callback too, so a read error is recorded as the build's failure."""
+        try:
+            if not self.cache_path.is_file():
+                return None
+            data = self.cache_path.read_bytes()
+        except OSError as exc:
+            if self.failure is None:
+                self.failure = f"cannot read the calibration cache {self.cache_path}: {exc}"
+            log.error("%s", self.failure)
+            return None
+        log.info("using the calibration cache %s", self.cache_path)
+        return data
 
     def write_calibration_cache(self, cache) -> None:
+        """Written whole through a temporary file (builds may run side by side). A write error
+        only costs the next build a calibration: logged, the engine is still good."""
         if self.failure is not None:  # get_batch's None ended calibration early: a partial
             log.warning("calibration failed: not writing the cache %s", self.cache_path)
             return  # cache would be reused by the next build, which would then skip get_batch
-        self.cache_path.write_bytes(bytes(cache))
+        try:
+            write_atomic(self.cache_path, bytes(cache))
+        except OSError as exc:
+            log.error("cannot write the calibration cache %s: %s", self.cache_path, exc)
+            return
         log.info("wrote the calibration cache %s", self.cache_path)
 
     def _close_progress(self) -> None:
