@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import types
 
+import numpy as np
 import pytest
 
 from convert.errors import EngineBuildError
-from convert.tensorrt.builder import EngineBuilder, head_layers
+from convert.tensorrt.builder import EngineBuilder, _add_calibrator, head_layers
 from convert.tensorrt.inspector import layer_precisions, summarise_layers
 
 
@@ -206,3 +207,14 @@ def test_a_failed_calibration_removes_its_cache_before_raising(tmp_path):
     with pytest.raises(EngineBuildError, match="^INT8 calibration failed at tile 2 of 8"):
         fake_builder(Config(), calibrator=calibrator).build(None)
     assert not cache.exists()
+
+
+def test_calibration_tiles_of_another_shape_than_the_network_input_are_refused(tmp_path):
+    """Before any GPU memory is taken: the calibrator would copy wrong-sized batches."""
+    builder = fake_builder(Config())
+    tiles = np.zeros((8, 224, 224, 1), np.uint8)
+    message = (r"^calibration tiles of shape \(224, 224, 1\) do not fit the network input "
+               r"'tiles' \(256, 256, 3\)$")
+    with pytest.raises(EngineBuildError, match=message):
+        _add_calibrator(builder, tiles, tmp_path / "calib.cache", 2)
+    assert builder.calibrator is None

@@ -307,10 +307,15 @@ def build_engine(
 
 
 def _add_calibrator(builder: EngineBuilder, tiles, cache: Path | None, batch: int) -> None:
-    from convert.tensorrt.calibrator import TileCalibrator  # noqa: PLC0415 (subclasses trt)
-
     if tiles is None or cache is None:
         raise EngineBuildError("INT8 needs calibration tiles and a calibration cache path")
+    tensor = builder.network.get_input(0)
+    expected = tuple(tensor.shape)[1:]
+    if tuple(tiles.shape)[1:] != expected:  # TensorRT would read past (or short of) each tile
+        raise EngineBuildError(f"calibration tiles of shape {tuple(tiles.shape)[1:]} do not fit "
+                               f"the network input {tensor.name!r} {expected}")
+    from convert.tensorrt.calibrator import TileCalibrator  # noqa: PLC0415 (subclasses trt)
+
     calibrator = TileCalibrator(tiles.astype(np.float32), batch, cache, builder.cuda)
     builder.set_calibrator(calibrator, batch)
 
