@@ -94,10 +94,11 @@ def rejected_path(out: Path) -> Path:
 SMALL_CALIBRATION_TILES = 200  # a warning threshold (about 30 frames), not a measured limit
 
 
-def calibration_set(folder, splits, requested: int) -> tuple[np.ndarray, int]:
-    """The tiles of `requested` training images (TILES_PER_FRAME each) and how many images there
-    really were (a smaller training split gives fewer, with a warning)."""
-    tiles = calibration_tiles(folder, splits, requested * TILES_PER_FRAME)
+def calibration_set(folder, splits, requested: int, tile: int = 256) -> tuple[np.ndarray, int]:
+    """The tiles (`tile` px: the card's input size) of `requested` training images
+    (TILES_PER_FRAME each) and how many images there really were (a smaller training split gives
+    fewer, with a warning)."""
+    tiles = calibration_tiles(folder, splits, requested * TILES_PER_FRAME, tile=tile)
     images = min(requested, len(splits.get("train") or []))
     if images < requested:
         log.warning("INT8 calibration: %d images requested, but the training split has only %d "
@@ -105,8 +106,9 @@ def calibration_set(folder, splits, requested: int) -> tuple[np.ndarray, int]:
     return tiles, images
 
 
-def _calibration(opts: BuildOptions, folder, splits, onnx_sha: str) -> tuple[np.ndarray, dict]:
-    tiles, images = calibration_set(folder, splits, opts.calib_images)
+def _calibration(opts: BuildOptions, folder, splits, onnx_sha: str,
+                 tile: int = 256) -> tuple[np.ndarray, dict]:
+    tiles, images = calibration_set(folder, splits, opts.calib_images, tile)
     return tiles, calibration_record(opts, tiles, images, onnx_sha)
 
 
@@ -210,7 +212,7 @@ def build_and_gate(opts: BuildOptions) -> BuildOutcome:
     folder, splits = open_run_data(card, run, opts.data)
     calib = None
     if opts.precision == "int8":
-        calib = _calibration(opts, folder, splits, file_sha256(onnx_path))
+        calib = _calibration(opts, folder, splits, file_sha256(onnx_path), card.input.height)
     gate_set = FolderGateSet(folder, splits, eval_settings(card))
     return build_gate_publish(opts, card, onnx_path, gate_set, calib)
 

@@ -69,7 +69,7 @@ def write_package(run: Path, out: Path, data: Path | None = None,
     settings = eval_settings(card)
     folder, splits = open_run_data(card, run, data)
     gate = gate_arrays(folder, splits, settings)
-    calib, images = calibration_set(folder, splits, calib_images)
+    calib, images = calibration_set(folder, splits, calib_images, card.input.height)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".package-", dir=out.parent) as tmp:
         members = _write_members(Path(tmp), onnx_path, run / MODELCARD_FILE, gate, calib)

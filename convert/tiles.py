@@ -22,15 +22,16 @@ from train.rundir import data_folder, open_run_data
 log = logging.getLogger(__name__)
 
 
-def frame_tiles(folder, image_ids, count: int, seed: int) -> np.ndarray:
-    """`count` tiles uint8 [count, t, t, 1] from frames of `image_ids` picked with `seed`."""
+def frame_tiles(folder, image_ids, count: int, seed: int, tile: int = 256) -> np.ndarray:
+    """`count` tiles uint8 [count, tile, tile, 1] from frames of `image_ids` picked with `seed`
+    (`tile`: the model card's input size, as the line cuts them)."""
     if not image_ids:
         raise DataError("no images to take tiles from")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(image_ids))
     picked: list[np.ndarray] = []
     for index in order:
-        tiles = tile_frame(folder.read_image(image_ids[index])).stack()
+        tiles = tile_frame(folder.read_image(image_ids[index]), tile).stack()
         picked.extend(tiles[rng.permutation(len(tiles))])
         if len(picked) >= count:
             break
@@ -64,15 +65,17 @@ def parity_tiles(
         return synthetic_tiles(count, card.input.height, seed), "synthetic tiles (data folder gone)"
     folder, splits = open_run_data(card, run_dir, data_dir)
     ids = splits.get("test") or folder.image_ids
-    return frame_tiles(folder, list(ids), count, seed), f"test-split tiles of {folder_path}"
+    return (frame_tiles(folder, list(ids), count, seed, card.input.height),
+            f"test-split tiles of {folder_path}")
 
 
-def calibration_tiles(folder, splits: dict, count: int, seed: int = 0) -> np.ndarray:
+def calibration_tiles(folder, splits: dict, count: int, seed: int = 0,
+                      tile: int = 256) -> np.ndarray:
     """INT8 calibration tiles: from the training split only, never validation or test."""
     train_ids = list(splits.get("train") or [])
     if not train_ids:
         raise DataError("the run's splits have no training images to calibrate INT8 with")
-    return frame_tiles(folder, train_ids, count, seed)
+    return frame_tiles(folder, train_ids, count, seed, tile)
 
 
 def tiles_sha256(tiles: np.ndarray) -> str:

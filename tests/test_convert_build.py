@@ -265,3 +265,17 @@ def test_tensorrt_backend_without_tensorrt_names_the_extra(exported_run, tmp_pat
     assert "tensorrt is not importable" in line and "pip install steel-inspect[tensorrt]" in line
     assert "8.6.1" in line and ">= 10" in line
     assert not list(tmp_path.glob("e.plan*"))
+
+
+def test_calibration_tiles_have_the_cards_tile_size():
+    """A 128 px model calibrates on 128 px tiles, cut as the line cuts them (not 256 px ones)."""
+    import types  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from convert.build import calibration_set  # noqa: PLC0415
+
+    folder = types.SimpleNamespace(read_image=lambda image_id: np.zeros((256, 1600), np.uint8))
+    tiles, images = calibration_set(folder, {"train": ["a", "b"]}, 1, tile=128)
+    assert tiles.shape[1:] == (128, 128, 1) and images == 1
+    assert calibration_set(folder, {"train": ["a"]}, 1)[0].shape[1:] == (256, 256, 1)
