@@ -95,6 +95,8 @@ class Fakes:
         self.executing, self.release = threading.Event(), threading.Event()
         self.release.set()
         self.allocations: list[Allocation] = []
+        self.fail_alloc_at = None  # mem_alloc raises cuda.MemoryError on this call (1-based)
+        self.alloc_calls = 0
         self.streams: list = []
         self.detached = 0
         self.trt, self.cuda = self._tensorrt(), self._cuda()
@@ -155,6 +157,9 @@ class Fakes:
                 pass
 
         def mem_alloc(nbytes):
+            fakes.alloc_calls += 1
+            if fakes.alloc_calls == fakes.fail_alloc_at:
+                raise cuda.MemoryError("cuMemAlloc failed: out of memory")
             fakes.allocations.append(Allocation(nbytes))
             return fakes.allocations[-1]
 
@@ -306,3 +311,15 @@ def test_an_engine_without_cam_answers_none(fakes, engine_file):
     probabilities, cam = runtime.infer_with_cam(tiles(1))
     assert runtime.cam_shape is None and cam is None and probabilities.shape == (1, K)
     runtime.close()
+
+
+@pytest.mark.parametrize("cam_shape, fail_at", [(None, 2), ((-1, K, 2, 3), 3)])
+def test_out_of_gpu_memory_while_loading_frees_what_was_allocated(fakes, engine_file, cam_shape,
+                                                                   fail_at):
+    """The output (or cam) buffer does not fit: the input (and output) buffers made before it
+    are freed, not leaked into a daemon that retries the load."""
+    fakes.cam_shape, fakes.fail_alloc_at = cam_shape, fail_at
+    with pytest.raises(ModelError, match=r"model.engine: out of GPU memory for batch 4 \(cuMem"):
+        TensorRTRuntime(engine_file, max_batch=4)
+    assert len(fakes.allocations) == fail_at - 1
+    assert all(fakes.freed) and fakes.detached == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -127,14 +128,11 @@ class TensorRTRuntime(Runtime):
         self._execution = self._engine.create_execution_context()
         self._stream = cuda.Stream()
         batch = self._spec.max_batch
-        try:
+        with _out_of_memory(cuda, path, batch):
             self._host_in = cuda.pagelocked_empty((batch, *shape[1:]), self.engine_input_dtype)
             self._host_out = cuda.pagelocked_empty((batch, self._num_outputs), output_dtype)
-            self._device_in = cuda.mem_alloc(self._host_in.nbytes)
-            self._device_out = cuda.mem_alloc(self._host_out.nbytes)
-        except cuda.MemoryError as exc:
-            raise ModelError(f"{path}: out of GPU memory for batch {batch} ({exc})") from None
-        self._buffers = [self._device_in, self._device_out]
+            self._device_in = self._device_alloc(self._host_in.nbytes)
+            self._device_out = self._device_alloc(self._host_out.nbytes)
         for name, buffer in ((self._input, self._device_in), (self._output, self._device_out)):
             if not self._execution.set_tensor_address(name, int(buffer)):
                 raise ModelError(f"{path}: TensorRT refused the address of tensor {name!r}")
@@ -153,11 +151,17 @@ class TensorRTRuntime(Runtime):
                              f"[N, {self._num_outputs}, h, w]")
         self._cam_shape = (int(shape[2]), int(shape[3]))
         dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._cam)))
-        self._host_cam = cuda.pagelocked_empty((batch, *shape[1:]), dtype)
-        self._device_cam = cuda.mem_alloc(self._host_cam.nbytes)
-        self._buffers.append(self._device_cam)
+        with _out_of_memory(cuda, path, batch):
+            self._host_cam = cuda.pagelocked_empty((batch, *shape[1:]), dtype)
+            self._device_cam = self._device_alloc(self._host_cam.nbytes)
         if not self._execution.set_tensor_address(self._cam, int(self._device_cam)):
             raise ModelError(f"{path}: TensorRT refused the address of tensor {self._cam!r}")
+
+    def _device_alloc(self, nbytes: int):
+        """GPU memory, listed for `_free` at once: a later allocation may fail."""
+        buffer = self._cuda.mem_alloc(nbytes)
+        self._buffers.append(buffer)
+        return buffer
 
     @property
     def cam_shape(self) -> tuple[int, int] | None:
@@ -245,6 +249,15 @@ class TensorRTRuntime(Runtime):
         if self._context is not None:
             context, self._context = self._context, None
             context.detach()
+
+
+@contextmanager
+def _out_of_memory(cuda, path: Path, batch: int):
+    """pycuda's MemoryError (pinned host or device memory) as a one-line ModelError."""
+    try:
+        yield
+    except cuda.MemoryError as exc:
+        raise ModelError(f"{path}: out of GPU memory for batch {batch} ({exc})") from None
 
 
 def _io_names(trt, engine, path: Path) -> tuple[str, str, str | None]:
