@@ -24,11 +24,14 @@ H, W, C, K, PROFILE_MAX = 8, 8, 3, 4, 8
 class Allocation:
     def __init__(self, nbytes: int) -> None:
         self.nbytes, self.freed, self.data = nbytes, False, None
+        self.free_error: Exception | None = None  # free() raises this instead
 
     def __int__(self) -> int:
         return id(self)
 
     def free(self) -> None:
+        if self.free_error is not None:
+            raise self.free_error
         self.freed = True
 
 
@@ -323,3 +326,14 @@ def test_out_of_gpu_memory_while_loading_frees_what_was_allocated(fakes, engine_
         TensorRTRuntime(engine_file, max_batch=4)
     assert len(fakes.allocations) == fail_at - 1
     assert all(fakes.freed) and fakes.detached == 1
+
+
+def test_a_buffer_that_fails_to_free_does_not_stop_close(fakes, engine_file, caplog):
+    fakes.cam_shape = (-1, K, 2, 3)
+    runtime = TensorRTRuntime(engine_file, max_batch=4, warm_up=False)
+    fakes.allocations[0].free_error = fakes.cuda.Error("cuMemFree failed: an illegal memory "
+                                                       "access was encountered")
+    runtime.close()
+    assert fakes.freed == [False, True, True] and fakes.detached == 1
+    assert runtime._engine is None and runtime._buffers == []
+    assert "freeing a GPU buffer failed: Error: cuMemFree failed" in caplog.text

@@ -237,13 +237,20 @@ class TensorRTRuntime(Runtime):
             self._in_flight.release()
 
     def _free(self) -> None:
-        """Free the device buffers, the execution context and the engine (context pushed)."""
-        for buffer in self._buffers:
-            buffer.free()
-        self._buffers = []
-        # dropped with the context current, so pycuda destroys the stream in it
-        self._stream = self._execution = self._engine = self._runtime = None
-        self._host_in = self._host_out = self._host_cam = None
+        """Free the device buffers, the execution context and the engine (context pushed).
+        A buffer that fails to free is logged and the rest are still freed: close() returns."""
+        try:
+            for buffer in self._buffers:
+                try:
+                    buffer.free()
+                except Exception as exc:  # pycuda's LogicError, a CUDA error after a fault
+                    log.warning("TensorRT: freeing a GPU buffer failed: %s: %s",
+                                type(exc).__name__, exc)
+        finally:
+            self._buffers = []
+            # dropped with the context current, so pycuda destroys the stream in it
+            self._stream = self._execution = self._engine = self._runtime = None
+            self._host_in = self._host_out = self._host_cam = None
 
     def _detach(self) -> None:
         if self._context is not None:
