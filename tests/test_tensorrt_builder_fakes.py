@@ -151,9 +151,9 @@ class Network:
     """features -> pool -> shuffle -> matmul (constant weights) -> bias add -> sigmoid, and the
     cam branch on the features; the parser lists `cam` as the first output."""
 
-    def __init__(self) -> None:
+    def __init__(self, bias_shuffle: bool = False) -> None:
         t = {n: Tensor(n) for n in ("features", "pooled", "flat", "w", "logit0", "b", "logit",
-                                    "probabilities", "cam_w", "cam")}
+                                    "probabilities", "cam_w", "cam", "b0")}
         self.layers = [
             Layer("backbone/relu", "ACTIVATION", [], [t["features"]]),
             Layer("pool", "REDUCE", [t["features"]], [t["pooled"]]),
@@ -166,6 +166,9 @@ class Network:
             Layer("cam/weights", "CONSTANT", [], [t["cam_w"]]),
             Layer("cam/conv", "CONVOLUTION", [t["features"], t["cam_w"]], [t["cam"]]),
         ]
+        if bias_shuffle:  # the bias reaches the Add through a reshape of the constant
+            self.layers[5:6] = [Layer("dense/b", "CONSTANT", [], [t["b0"]]),
+                                Layer("dense/b/reshape", "SHUFFLE", [t["b0"]], [t["b"]])]
         self.outputs = [t["cam"], t["probabilities"]]
         self.num_layers, self.num_outputs = len(self.layers), len(self.outputs)
 
@@ -218,3 +221,12 @@ def test_calibration_tiles_of_another_shape_than_the_network_input_are_refused(t
     with pytest.raises(EngineBuildError, match=message):
         _add_calibrator(builder, tiles, tmp_path / "calib.cache", 2)
     assert builder.calibrator is None
+
+
+def test_the_head_is_found_through_a_bias_add_whose_bias_is_a_reshaped_constant():
+    """Add(reshape(bias), matmul): the computed input is the MatMul's, not the bias branch."""
+    kinds = ("ACTIVATION", "REDUCE", "SHUFFLE", "CONSTANT", "MATRIX_MULTIPLY", "ELEMENTWISE",
+             "CONVOLUTION")
+    trt = types.SimpleNamespace(LayerType=types.SimpleNamespace(**{k: k for k in kinds}))
+    assert [layer.name for layer in head_layers(Network(bias_shuffle=True), trt)] == [
+        "sigmoid", "dense/add", "dense/matmul"]

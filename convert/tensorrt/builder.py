@@ -259,11 +259,22 @@ def head_layers(network, trt) -> list:
         computed = [
             layer.get_input(k) for k in range(layer.num_inputs)
             if layer.get_input(k) is not None
-            and getattr(producer.get(layer.get_input(k).name), "type", None)
-            != trt.LayerType.CONSTANT
+            and not _is_constant(layer.get_input(k), producer, trt)
         ]
         tensor = computed[0] if computed else None
     return found
+
+
+def _is_constant(tensor, producer: dict, trt) -> bool:
+    """A constant, or a reshape/copy/cast of one (the parser's bias `Add` may take the bias
+    through a Shuffle): following it would miss the MatMul on the other input."""
+    passthrough = {getattr(trt.LayerType, n) for n in ("SHUFFLE", "IDENTITY", "CAST")
+                   if hasattr(trt.LayerType, n)}
+    layer = producer.get(tensor.name)
+    while layer is not None and layer.type in passthrough and layer.num_inputs > 0 \
+            and layer.get_input(0) is not None:
+        layer = producer.get(layer.get_input(0).name)
+    return layer is not None and layer.type == trt.LayerType.CONSTANT
 
 
 def _describe_parser_error(error, model: onnx.ModelProto) -> str:
