@@ -337,3 +337,20 @@ def test_a_buffer_that_fails_to_free_does_not_stop_close(fakes, engine_file, cap
     assert fakes.freed == [False, True, True] and fakes.detached == 1
     assert runtime._engine is None and runtime._buffers == []
     assert "freeing a GPU buffer failed: Error: cuMemFree failed" in caplog.text
+
+
+def test_a_cam_that_disagrees_with_the_probabilities_is_dropped_at_warm_up(fakes, engine_file,
+                                                                          caplog):
+    """The fakes' cam (0, 0.01, ...) is not the logit map of their 0.25 probabilities: one
+    WARNING naming the engine and the difference, and the model runs on without cam."""
+    fakes.cam_shape = (-1, K, 2, 3)
+    runtime = TensorRTRuntime(engine_file, max_batch=4)
+    assert runtime.cam_shape is None
+    assert runtime.cam_problem.startswith("sigmoid(mean(cam)) differs from the probabilities by ")
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(engine_file) in warnings[0].getMessage()
+    assert "the cam is dropped, defect boxes stay tile-sized" in warnings[0].getMessage()
+    probabilities, cam = runtime.infer_with_cam(tiles(2))
+    assert cam is None and np.all(probabilities == 0.25)
+    runtime.close()
+    assert fakes.freed == [True, True, True] and fakes.detached == 1

@@ -30,6 +30,14 @@ _BACKENDS = {
     "null": "edge.inference.runtime.null:NullRuntime",  # fixed probabilities: tests and benchmarks
 }
 CAM_OUTPUT = "cam"  # the optional second model output: float32 [N, classes, h, w]
+# convert export-onnx builds the cam so that sigmoid(mean over h, w of cam) IS the probabilities
+# (checked to 1e-5 in FP32, convert.cam). FP16/INT8 engines keep the head and the cam branch in
+# FP32, but both read reduced-precision features and the engine computes pool+MatMul and
+# conv+mean as different kernels, so they agree less closely: 1.1e-3 was measured for the ONNX
+# Runtime FP16 engine (tests/test_convert_build.py); TensorRT INT8 is not measured here (no GPU).
+# A broken cam (a never-written buffer, wrong layout or class order) is off by far more than
+# that; 0.02 absolute on probabilities leaves room for quantisation and still catches those.
+CAM_CHECK_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class Runtime(ABC):
 
     backend: str = ""
     path: Path | None = None  # the model file, for messages
+    # set by warm_up when the cam disagrees with the probabilities and was dropped
+    cam_problem: str | None = None
 
     @property
     @abstractmethod
@@ -124,14 +134,47 @@ class Runtime(ABC):
         return batch
 
     def warm_up(self) -> None:
-        """One full batch of black tiles: a model that cannot run it fails here, in one line."""
+        """One full batch of black tiles: a model that cannot run it fails here, in one line.
+        A model with a cam also has it checked against its probabilities (see `_check_cam`)."""
         spec = self.input_spec
+        batch = np.zeros((spec.max_batch, *spec.tile_shape), dtype=np.uint8)
         try:
-            self.checked_infer(np.zeros((spec.max_batch, *spec.tile_shape), dtype=np.uint8))
+            if self.cam_shape is None:
+                self.checked_infer(batch)
+                return
+            probabilities, cam = self.infer_with_cam(batch)
+            probabilities = checked_probabilities(probabilities, len(batch), self.num_outputs)
         except Exception as exc:  # backends raise their own types (ORT's Fail, CUDA errors)
             self.close()
             reason = one_line(str(exc)) or type(exc).__name__
             raise ModelError(f"{self.path}: {self.backend} warm-up failed: {reason}") from None
+        self._check_cam(probabilities, cam)
+
+    def _check_cam(self, probabilities: np.ndarray, cam: np.ndarray | None) -> None:
+        """sigmoid(mean over h, w of cam) must give the probabilities (the identity convert/cam.py
+        builds in). If not, the cam is dropped with one WARNING and the model runs as one
+        without cam (tile-sized boxes): its probabilities are still good, inspection goes on."""
+        expected = (len(probabilities), self.num_outputs, *self.cam_shape)
+        if cam is None or tuple(cam.shape) != expected:
+            problem = f"cam of shape {None if cam is None else tuple(cam.shape)}, not {expected}"
+        else:
+            logits = cam.astype(np.float64).mean(axis=(2, 3))
+            with np.errstate(over="ignore"):
+                from_cam = 1.0 / (1.0 + np.exp(-logits))
+            difference = float(np.max(np.abs(from_cam - probabilities))) \
+                if np.all(np.isfinite(from_cam)) else float("inf")
+            if difference <= CAM_CHECK_TOLERANCE:
+                return
+            problem = (f"sigmoid(mean(cam)) differs from the probabilities by {difference:.3g} "
+                       f"(tolerance {CAM_CHECK_TOLERANCE})")
+        self.cam_problem = problem
+        log.warning("%s: %s: the cam is dropped, defect boxes stay tile-sized; rebuild the "
+                    "engine from a fresh convert export-onnx", self.path, problem)
+        self._drop_cam()
+
+    def _drop_cam(self) -> None:
+        """From now on the model has no cam (cam_shape None). Backends keep it in _cam_shape."""
+        self._cam_shape = None
 
     def __enter__(self) -> Runtime:
         return self

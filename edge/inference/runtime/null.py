@@ -76,6 +76,9 @@ class NullRuntime(Runtime):
             return probabilities, None
         return probabilities, np.repeat(self._cam[None], len(batch), axis=0)
 
+    def _drop_cam(self) -> None:
+        self._cam = None
+
     def close(self) -> None:
         self._closed = True
 
