@@ -116,6 +116,8 @@ def _check_model(config):
     )
     cam = model.runtime.cam_shape
     localisation = f"cam {cam[0]}x{cam[1]}" if cam else NO_CAM
+    if model.runtime.cam_problem:
+        localisation = f"cam dropped ({model.runtime.cam_problem}): defect boxes stay tile-sized"
     detail = (f"{card.name} {card.version} ({m.backend}, {spec.width}x{spec.height} tiles, "
               f"batch {spec.max_batch}; thresholds {thresholds}; {localisation})")
     if model.path != Path(m.path):  # the model store: say which version current named

@@ -124,7 +124,7 @@ def load_model(
     if problem:
         runtime.close()
         raise ModelError(f"{path}: {problem}")
-    if runtime.cam_shape is None:
+    if runtime.cam_shape is None and runtime.cam_problem is None:  # a dropped cam said why
         log.warning("%s: %s; re-export it with convert export-onnx to get them", path, NO_CAM)
     # check_manifest has just hashed the file and found it equal to the manifest's record
     sha256 = manifest["engine_sha256"] if manifest is not None else file_sha256(path)
