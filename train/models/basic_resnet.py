@@ -2,7 +2,7 @@
 only the bottleneck ResNet-50/101/152).
 
 Same stem and stage widths as the paper's (7x7/2 convolution, 3x3/2 max pooling, stages of
-64-128-256-512 filters), so a 256x256 tile ends in the 8x8 map of every other ResNet; 4.7 GFLOP
+64-128-256-512 filters), so a 256x256 tile ends in the 8x8 map of every other ResNet; 4.5 GFLOP
 per tile against ResNet-50's 10.7 and ResNet-152's 29.5. No ImageNet weights (none are stored
 here): they train from random weights.
 """
