@@ -36,9 +36,13 @@ def edge(capsys, *argv) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def installed_store(model_package, tmp_path_factory) -> ModelStore:
-    """A store with the default package installed as this machine's default engine."""
+    """A store with the default package installed as ONNX Runtime FP32: its engine is the
+    package's ONNX, so the gate sees identical decisions and passes whatever model the session
+    trained (the INT8 verdict on the fixture's 27 gate frames depends on the training draw:
+    see test_install_builds_the_engine_that_suits_this_cpu_and_commits_only_on_pass)."""
     store = ModelStore(tmp_path_factory.mktemp("store") / "models")
     assert edge_main(["model", "install", str(model_package), "--store", str(store.root),
+                      "--backend", "onnxruntime", "--precision", "fp32",
                       "--threads", "2"]) == 0
     return store
 
@@ -51,32 +55,53 @@ def store(installed_store, tmp_path) -> ModelStore:
     return ModelStore(root)
 
 
-def test_install_builds_the_engine_that_suits_this_cpu_gates_it_and_makes_it_current(
-    installed_store, model_package
-):
+def test_the_installed_version_is_current_gated_and_loads(installed_store, model_package):
     package = open_package(model_package)
     store = installed_store
     assert store.current == package.version and store.previous is None
     version = store.versions()[0]
     assert sorted(p.name for p in version.folder.iterdir()) == [
         "engine.onnx", "engine.onnx.json", "install.json", "package.json"]
-    backend, precision, _ = choose_engine(None, None)
     manifest = read_manifest(version.engine)
     assert manifest["gate"]["passed"] is True
-    assert (manifest["backend"], manifest["requested_precision"]) == (backend, precision)
-    assert version.record["precision"] == manifest["effective_precision"] == precision
-    if precision == "int8":  # the package's default calibration set passes the gate
-        assert manifest["calibration"]["tiles"] == package.index["calibration"]["tiles"]
-    loaded = load_model(store.root, backend, max_batch=7, threads=1)
+    assert (manifest["backend"], manifest["requested_precision"]) == ("onnxruntime", "fp32")
+    assert version.record["precision"] == manifest["effective_precision"] == "fp32"
+    loaded = load_model(store.root, "onnxruntime", max_batch=7, threads=1)
     try:
         assert loaded.path == version.engine and loaded.admission.passed
         assert loaded.card == package.card
     finally:
         loaded.close()
-    drops = {f"{v} {c}": round(r - x, 3) for v, rows in manifest["gate"]["rows"].items()
-             for c, r, x in zip(manifest["gate"]["columns"], rows["keras (model card)"],
-                                rows[f"{backend} {precision}"], strict=True)}
-    print(f"installed {backend} {precision}; F1 drops vs the card: {drops}")
+
+
+def test_install_builds_the_engine_that_suits_this_cpu_and_commits_only_on_pass(
+    model_package, tmp_path, capsys
+):
+    """The default engine (INT8 where the CPU has VNNI, else FP32), gated on the bundled set.
+    With the fixture's 27 gate frames the INT8 verdict depends on the model the session trained
+    (one CI run saw 2 flipped rolled-in-scale frames: "too few to judge"), so both outcomes are
+    checked for what they must do: PASS makes it current, a refusal switches nothing."""
+    package = open_package(model_package)
+    store = ModelStore(tmp_path / "models")
+    backend, precision, _ = choose_engine(None, None)
+    code, out, err = edge(capsys, "model", "install", model_package, "--store", store.root,
+                          "--threads", "2")
+    table = out[out.index("F1 gate on the test split"):]
+    print(f"default engine {backend} {precision}: exit {code}\n{table}")
+    if code == 3:  # refused by the paired gate: nothing installed
+        assert "verdict: FAIL" in out and "current stays (none)" in err
+        assert "real drop" in err or "too few to judge" in err
+        assert store.current is None and store.versions() == []
+        return
+    assert code == 0, err
+    version = store.versions()[0]
+    assert store.current == package.version == version.name
+    manifest = read_manifest(version.engine)
+    assert manifest["gate"]["passed"] is True and "verdict: PASS" in out
+    assert (manifest["backend"], manifest["requested_precision"]) == (backend, precision)
+    assert version.record["precision"] == manifest["effective_precision"] == precision
+    if precision == "int8":  # calibrated on the package's own tiles
+        assert manifest["calibration"]["tiles"] == package.index["calibration"]["tiles"]
 
 
 def test_a_perturbed_package_is_refused_and_nothing_is_switched(store, perturbed_package,
@@ -124,7 +149,7 @@ def test_list_rollback_and_remove(store, second_package, capsys):
 
 
 def test_daemon_runs_from_current_and_a_sighup_after_install_takes_the_new_version(
-    store, second_package, synth_data, tmp_path, mqtt_broker
+    store, reexported_package, synth_data, tmp_path, mqtt_broker
 ):
     images = tmp_path / "frames"
     images.mkdir()
@@ -145,10 +170,11 @@ def test_daemon_runs_from_current_and_a_sighup_after_install_takes_the_new_versi
         first = read_manifest(store.versions()[0].engine)
         first_sha = first["engine_sha256"]
         assert wait_until(lambda: running_sha() == first_sha, timeout=30), daemon.log
-        other = "fp16" if first["effective_precision"] == "fp32" else "fp32"  # another engine
-        assert edge_main(["model", "install", str(second_package), "--store", str(store.root),
-                          "--precision", other, "--threads", "1"]) == 0
-        second = ModelStore(store.root).versions()[-1]
+        # another ONNX of the same model: an FP32 engine with another sha256 that always passes
+        assert edge_main(["model", "install", str(reexported_package), "--store",
+                          str(store.root), "--precision", "fp32", "--threads", "1"]) == 0
+        reloaded = ModelStore(store.root)
+        second = next(v for v in reloaded.versions() if v.name == reloaded.current)
         second_sha = read_manifest(second.engine)["engine_sha256"]
         assert second_sha != first_sha
         daemon.signal(signal.SIGHUP)
