@@ -101,9 +101,8 @@ class Requester:
         self._client.loop_stop()
 
 
-def test_allowed_user_commands_take_effect_denied_user_changes_nothing(
-    tmp_path, acl_broker, mean_model
-):
+def commanded_daemon_sections(tmp_path, acl_broker, mean_model) -> dict:
+    """A looping replay daemon logged in as the ACL broker's `edge` user, commands enabled."""
     images = write_frames(tmp_path / "frames",
                           {f"{i}.png": frame_with_tiles([200]) for i in range(3)})
     secret = tmp_path / "edge-password"
@@ -113,6 +112,13 @@ def test_allowed_user_commands_take_effect_denied_user_changes_nothing(
                                camera={"rate": 10, "loop": True},
                                mqtt={"username": "edge", "password_file": str(secret)})
     sections["commands"] = {"enabled": True}
+    return sections
+
+
+def test_allowed_user_commands_take_effect_denied_user_changes_nothing(
+    tmp_path, acl_broker, mean_model
+):
+    sections = commanded_daemon_sections(tmp_path, acl_broker, mean_model)
     config = write_config(tmp_path / "edge.toml", sections)
     events = EventsTap(acl_broker, "scada")
     daemon = DaemonProcess(config)
@@ -245,16 +251,8 @@ def sparkplug_paused_values(tap: Tap) -> list:
 def test_pause_stops_inspection_visibly_and_a_restart_inspects_again(
     tmp_path, acl_broker, mean_model
 ):
-    images = write_frames(tmp_path / "frames",
-                          {f"{i}.png": frame_with_tiles([200]) for i in range(3)})
-    secret = tmp_path / "edge-password"
-    secret.write_text(USERS["edge"] + "\n")
-    secret.chmod(0o600)
     port = free_port()
-    sections = daemon_sections(tmp_path, acl_broker, mean_model, images,
-                               camera={"rate": 10, "loop": True},
-                               mqtt={"username": "edge", "password_file": str(secret)})
-    sections["commands"] = {"enabled": True}
+    sections = commanded_daemon_sections(tmp_path, acl_broker, mean_model)
     sections["metrics"] = {"enabled": True, "listen": f"127.0.0.1:{port}",
                            "healthy_frame_age": 2.0}
     sections["sparkplug"] = {"enabled": True, "group_id": "plant1"}
