@@ -120,7 +120,7 @@ def test_allowed_user_commands_take_effect_denied_user_changes_nothing(
 ):
     sections = commanded_daemon_sections(tmp_path, acl_broker, mean_model)
     config = write_config(tmp_path / "edge.toml", sections)
-    events = EventsTap(acl_broker, "scada")
+    events = Tap(acl_broker, "scada", [DEFECTS])
     daemon = DaemonProcess(config)
     scada = Requester(acl_broker, "scada", "scada/responses/1")
     viewer = Requester(acl_broker, "viewer", "viewer/responses")
@@ -128,15 +128,15 @@ def test_allowed_user_commands_take_effect_denied_user_changes_nothing(
     try:
         assert wait_until(lambda: "commands: listening" in daemon.log, 30), daemon.log
         # the grey-200 tile scores 200/255 = 0.784 for class 1: a defect at 0.5, none at 0.9
-        assert wait_until(lambda: events.count(), 20)
+        assert wait_until(lambda: events.messages(), 20)
         scada.send("set-thresholds", {"thresholds": {"rolled-in scale": 0.9}, "by": "op1"}, b"1")
         answer = scada.answer(b"1")
         assert answer and answer["ok"], answer
         assert answer["result"]["thresholds"]["rolled-in scale"] == pytest.approx(0.9)
         assert json.loads(state.read_text()) == {"thresholds": {"rolled-in scale": 0.9}}
-        count = events.count()
+        count = len(events.messages())
         wait_until(lambda: False, 1.5)  # frames keep coming; none is a defect any more
-        assert events.count() <= count + 1  # at most one frame in flight
+        assert len(events.messages()) <= count + 1  # at most one frame in flight
 
         viewer.send("clear-thresholds", {}, b"v")  # the ACL drops it: nothing applied
         assert viewer.answer(b"v", timeout=2) is None
@@ -173,34 +173,6 @@ def test_allowed_user_commands_take_effect_denied_user_changes_nothing(
         scada.close()
         viewer.close()
         events.close()
-
-
-class EventsTap:
-    """The defect events, read as an authenticated user."""
-
-    def __init__(self, broker, user: str) -> None:
-        self._events: list[dict] = []
-        self._lock = threading.Lock()
-        ready = threading.Event()
-        self._client = paho.Client(CallbackAPIVersion.VERSION2)
-        self._client.username_pw_set(user, USERS[user])
-        self._client.on_connect = lambda c, *a: (c.subscribe(DEFECTS, qos=1), ready.set())
-        self._client.on_message = self._on_message
-        self._client.connect(broker.host, broker.port)
-        self._client.loop_start()
-        assert ready.wait(10)
-
-    def _on_message(self, client, userdata, message) -> None:
-        with self._lock:
-            self._events.append(json.loads(message.payload))
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self._events)
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
 
 
 class Tap:
