@@ -135,6 +135,8 @@ def test_the_console_starts_from_the_installed_layout_as_its_unit_starts_it(tmp_
                                 sandbox, "sh", *argv], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
+    brokers: list[str] = []  # the broker states /api/state reported, for a failure message
+
     def status(password: str | None) -> int:
         headers = {} if password is None else {"Authorization": "Basic " + base64.b64encode(
             f"quality:{password}".encode()).decode()}
@@ -142,6 +144,7 @@ def test_the_console_starts_from_the_installed_layout_as_its_unit_starts_it(tmp_
         try:
             with urllib.request.urlopen(request, timeout=2) as response:
                 body = json.load(response)
+                brokers.append(body["broker"])
                 return response.status if body["broker"] == "connected" else -1
         except urllib.error.HTTPError as error:
             return error.code
@@ -150,7 +153,11 @@ def test_the_console_starts_from_the_installed_layout_as_its_unit_starts_it(tmp_
 
     try:
         assert wait_until(lambda: process.poll() is not None or status(None) == 401, 40)
-        assert wait_until(lambda: status("console-secret") == 200, 20)  # and on the broker
+        if not wait_until(lambda: status("console-secret") == 200, 20):  # and on the broker
+            process.kill()
+            output, _ = process.communicate(timeout=10)
+            pytest.fail(f"console not on the broker within 20 s (states {brokers[-3:]}):\n"
+                        f"{output[-3000:]}")
         assert status("broker-secret") == 401
         started = time.monotonic()
         process.terminate()  # systemctl stop: SIGTERM, TimeoutStopSec=15s
